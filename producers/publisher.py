@@ -1,0 +1,148 @@
+"""The publisher the ride backend imports: validated, Avro-encoded, keyed by ride_id, acknowledged.
+
+Every event is validated against its model before anything is sent (an invalid ride raises
+:class:`ridestream.exceptions.ValidationError` naming the field, and nothing is produced). The
+producer is idempotent with ``acks=all``; a failed delivery reaches the caller on the next call or
+on ``flush``/``close`` (sync), or as the awaited result (async).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from ridestream.events import Event, RideCompleted, RideStarted
+from ridestream.kafka.clients import producer_config
+from ridestream.kafka.producer import AsyncProducer, ReliableProducer
+from ridestream.schemas import RIDE_COMPLETED, RIDE_STARTED
+from ridestream.serde import Serde, make_serde
+from ridestream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+
+def _as_event(model: type[E], ride: E | Mapping[str, Any]) -> E:
+    # A model instance was validated when it was built; a mapping is validated here.
+    return ride if isinstance(ride, model) else model.parse(ride)  # type: ignore[arg-type]
+
+
+class _Encoders:
+    """Serdes and topics of the two ride events, built once per publisher."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.started_topic = settings.topics.full("started")
+        self.completed_topic = settings.topics.full("completed")
+        self.started: Serde = make_serde(RIDE_STARTED, settings)
+        self.completed: Serde = make_serde(RIDE_COMPLETED, settings)
+
+    def started_message(self, ride: RideStarted | Mapping[str, Any]) -> tuple[str, bytes, str]:
+        event = _as_event(RideStarted, ride)
+        topic = self.started_topic
+        return topic, self.started.encode(event.to_record(), topic), event.ride_id
+
+    def completed_message(self, ride: RideCompleted | Mapping[str, Any]) -> tuple[str, bytes, str]:
+        event = _as_event(RideCompleted, ride)
+        topic = self.completed_topic
+        return topic, self.completed.encode(event.to_record(), topic), event.ride_id
+
+
+class RidePublisher:
+    """Synchronous publisher: ``publish_*`` queue, ``flush``/``close`` wait for acknowledgements."""
+
+    def __init__(self, settings: Settings, **producer_overrides: Any) -> None:
+        self.settings = settings
+        self._encoders = _Encoders(settings)
+        self._producer = ReliableProducer(
+            producer_config(settings, **producer_overrides),
+            queue_full_retries=settings.queue_full_retries,
+        )
+
+    def publish_started(self, ride: RideStarted | Mapping[str, Any]) -> None:
+        """Validate, encode and queue a RideStarted keyed by its ride_id."""
+        self._producer.produce(*self._encoders.started_message(ride))
+
+    def publish_completed(self, ride: RideCompleted | Mapping[str, Any]) -> None:
+        """Validate, encode and queue a RideCompleted keyed by its ride_id."""
+        self._producer.produce(*self._encoders.completed_message(ride))
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Serve delivery reports (also done on every publish)."""
+        self._producer.poll(timeout_s)
+
+    @property
+    def delivered(self) -> int:
+        """Messages acknowledged so far."""
+        return self._producer.delivered
+
+    @property
+    def pending(self) -> int:
+        """Messages queued and not yet acknowledged."""
+        return len(self._producer)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until everything is acknowledged; raises DeliveryError otherwise."""
+        if timeout_s is None:
+            timeout_s = self.settings.delivery_timeout_ms / 1000 + 5
+        self._producer.flush(timeout_s)
+
+    def close(self) -> None:
+        """Flush and release the producer."""
+        self.flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # keep the original error; still try to deliver what was queued
+            self.close()
+        except Exception:
+            logger.exception("flush while unwinding from %s failed", exc_type.__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """Where the broker stored an event."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class AsyncRidePublisher:
+    """asyncio publisher for the gateway: each ``await publish_*`` returns its delivery receipt."""
+
+    def __init__(self, settings: Settings, **producer_overrides: Any) -> None:
+        self._encoders = _Encoders(settings)
+        self._producer = AsyncProducer(
+            producer_config(settings, **producer_overrides),
+            queue_full_retries=settings.queue_full_retries,
+        )
+
+    async def publish_started(self, ride: RideStarted | Mapping[str, Any]) -> DeliveryReceipt:
+        """Validate, encode, produce and wait for the broker's acknowledgement."""
+        topic, value, key = self._encoders.started_message(ride)
+        msg = await self._producer.send(topic, value, key)
+        return DeliveryReceipt(msg.topic(), msg.partition(), msg.offset())
+
+    async def publish_completed(self, ride: RideCompleted | Mapping[str, Any]) -> DeliveryReceipt:
+        """Validate, encode, produce and wait for the broker's acknowledgement."""
+        topic, value, key = self._encoders.completed_message(ride)
+        msg = await self._producer.send(topic, value, key)
+        return DeliveryReceipt(msg.topic(), msg.partition(), msg.offset())
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush and stop the delivery thread."""
+        self._producer.close(timeout_s)

@@ -1,0 +1,84 @@
+"""Client configuration and factories: one place that turns Settings into librdkafka configs.
+
+librdkafka options from the settings (``kafka_config`` for every client, then ``producer_config`` /
+``consumer_config``) are passed through unchanged and win over the defaults here, so SASL/SSL,
+tuning and client ids are a setting away.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata
+
+from ridestream.exceptions import KafkaError
+from ridestream.settings import KafkaConfigValue, Settings
+
+logger = logging.getLogger(__name__)
+librdkafka_logger = logging.getLogger("ridestream.librdkafka")
+
+Config = dict[str, Any]
+
+
+def _log_client_error(error: Any) -> None:
+    # Transient by design (librdkafka retries); fatal ones also surface on the calls themselves.
+    librdkafka_logger.warning("kafka client error: %s", error)
+
+
+def common_config(settings: Settings) -> Config:
+    """What every client gets: bootstrap servers, pass-through options, logging into Python."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "logger": librdkafka_logger,
+        "error_cb": _log_client_error,
+        **settings.kafka_config,
+    }
+
+
+def producer_config(settings: Settings, **overrides: KafkaConfigValue) -> Config:
+    """An idempotent producer config: acks=all, ordered, bounded delivery time."""
+    return {
+        **common_config(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "message.timeout.ms": settings.delivery_timeout_ms,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        **settings.producer_config,
+        **overrides,
+    }
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: KafkaConfigValue) -> Config:
+    """A consumer config that commits only what the caller says is done, reading committed data."""
+    return {
+        **common_config(settings),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        **settings.consumer_config,
+        **overrides,
+    }
+
+
+def make_admin(settings: Settings, **overrides: KafkaConfigValue) -> AdminClient:
+    """An AdminClient for the configured cluster."""
+    return AdminClient({**common_config(settings), **overrides})
+
+
+def cluster_metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
+    """Ask the cluster for its metadata: the cheapest proof that a broker answers."""
+    try:
+        return admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise KafkaError("the cluster did not answer a metadata request", exc.args[0]) from exc
+
+
+def unique_group_id(prefix: str) -> str:
+    """A consumer group id nobody else uses, for one-off readers such as ``tail``."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"

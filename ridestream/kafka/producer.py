@@ -1,0 +1,200 @@
+"""A producer with delivery discipline: every message is acknowledged or its failure is raised.
+
+``produce`` then ``poll(0)``; on a full local queue, ``poll`` and retry a bounded number of times;
+the first delivery error is remembered and raised on the next ``produce``/``flush``; ``flush`` on
+close. The asyncio variant resolves one future per message from the delivery report, so a request
+handler can await its own acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+from confluent_kafka import KafkaException, Message, Producer
+
+from ridestream.exceptions import DeliveryError, KafkaError, QueueFullError
+
+logger = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+DeliveryCallback = Callable[[Any, Message], None]
+
+
+def describe_failure(err: Any, msg: Message) -> DeliveryError:
+    """A DeliveryError that says where the message was going, keeping librdkafka's error."""
+    key = msg.key()
+    key_text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    return DeliveryError(f"delivery to {msg.topic()} failed (key={key_text!r})", err)
+
+
+class ReliableProducer:
+    """confluent_kafka.Producer that never loses a failure silently."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        queue_full_retries: int = 20,
+        queue_full_wait_s: float = 0.5,
+        remember_errors: bool = True,
+    ) -> None:
+        """``remember_errors=False`` when every message's failure already reaches its own caller."""
+        self._producer = Producer(config)
+        self._remember_errors = remember_errors
+        self._queue_full_retries = queue_full_retries
+        self._queue_full_wait_s = queue_full_wait_s
+        self._first_error: DeliveryError | None = None
+        self.delivered = 0
+        self.failed = 0
+
+    def _on_delivery(self, err: Any, msg: Message) -> None:
+        if err is None:
+            self.delivered += 1
+            return
+        self.failed += 1
+        failure = describe_failure(err, msg)
+        logger.error("%s", failure)
+        if self._remember_errors and self._first_error is None:
+            self._first_error = failure
+
+    def raise_delivery_error(self) -> None:
+        """Raise (once) the first delivery failure seen since the last call."""
+        if self._first_error is not None:
+            failure, self._first_error = self._first_error, None
+            raise failure
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | str | None = None,
+        headers: Headers | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Queue one message; raises an earlier delivery failure or a persistently full queue."""
+        self.raise_delivery_error()
+        callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
+        for attempt in range(self._queue_full_retries + 1):
+            try:
+                self._producer.produce(
+                    topic, value, key, headers=headers, on_delivery=callback
+                )
+                break
+            except BufferError:
+                if attempt == self._queue_full_retries:
+                    raise QueueFullError(
+                        f"local queue still full after {attempt} waits of "
+                        f"{self._queue_full_wait_s}s (is the broker reachable?)"
+                    ) from None
+                # Serving delivery reports is what frees queue space.
+                self._producer.poll(self._queue_full_wait_s)
+            except KafkaException as exc:
+                raise KafkaError(f"produce to {topic} failed", exc.args[0]) from exc
+        self._producer.poll(0)
+
+    def _chain(self, on_delivery: DeliveryCallback) -> DeliveryCallback:
+        def both(err: Any, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            on_delivery(err, msg)
+
+        return both
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Serve delivery reports."""
+        served: int = self._producer.poll(timeout_s)
+        return served
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait for every queued message; raise the first failure or what is still in flight."""
+        remaining = self._producer.flush(timeout_s)
+        self.raise_delivery_error()
+        if remaining:
+            raise DeliveryError(f"{remaining} message(s) still unacknowledged after {timeout_s}s")
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+    @property
+    def raw(self) -> Producer:
+        """The underlying confluent_kafka.Producer, for what this wrapper does not cover."""
+        return self._producer
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush what is queued; raises if anything could not be delivered."""
+        self.flush(timeout_s)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # don't mask the original error with a flush failure
+            try:
+                self.close()
+            except Exception:
+                logger.exception("flush on error exit failed")
+
+
+class AsyncProducer:
+    """An asyncio face on ReliableProducer: ``await send(...)`` returns once the broker has it.
+
+    A daemon thread serves delivery reports and hands each result to the event loop that waits.
+    """
+
+    def __init__(self, config: dict[str, Any], *, queue_full_retries: int = 20) -> None:
+        self._producer = ReliableProducer(
+            config, queue_full_retries=queue_full_retries, remember_errors=False
+        )
+        self._closing = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
+        self._poller.start()
+
+    def _poll_loop(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.1)
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | str | None = None,
+        headers: Headers | None = None,
+    ) -> Message:
+        """Produce one message and wait for its delivery report; raises DeliveryError."""
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[Message] = loop.create_future()
+
+        def on_delivery(err: Any, msg: Message) -> None:
+            def settle() -> None:
+                if delivered.done():  # the waiter gave up (timeout, cancellation)
+                    return
+                if err is None:
+                    delivered.set_result(msg)
+                else:
+                    delivered.set_exception(describe_failure(err, msg))
+
+            loop.call_soon_threadsafe(settle)
+
+        self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        return await delivered
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush, then stop the delivery thread."""
+        try:
+            remaining = self._producer.raw.flush(timeout_s)
+            if remaining:
+                raise DeliveryError(f"{remaining} message(s) unacknowledged at close")
+        finally:
+            self._closing.set()
+            self._poller.join(timeout=5)

@@ -1,0 +1,97 @@
+"""Topic administration: create the topics of the design, and count what they hold."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.error import KafkaError as LibKafkaError
+
+from ridestream.exceptions import KafkaError
+from ridestream.kafka.clients import cluster_metadata, common_config, unique_group_id
+from ridestream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_topics(
+    admin: AdminClient,
+    names: list[str],
+    partitions: int,
+    replication_factor: int = 1,
+    timeout_s: float = 30.0,
+) -> dict[str, bool]:
+    """Create topics that do not exist yet; returns name → True if created, False if it existed."""
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor) for name in names],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    created: dict[str, bool] = {}
+    for name, future in futures.items():
+        try:
+            future.result()
+            created[name] = True
+            logger.info("created topic=%s partitions=%d", name, partitions)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() != LibKafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaError(f"creating topic {name} failed", error) from exc
+            created[name] = False
+    return created
+
+
+def create_project_topics(
+    settings: Settings, admin: AdminClient, partitions: int | None = None
+) -> dict[str, bool]:
+    """Create every topic of the design (prefix applied) with the configured partitions."""
+    return create_topics(
+        admin,
+        list(settings.topics.names().values()),
+        partitions or settings.topics.partitions,
+        settings.topics.replication_factor,
+    )
+
+
+def delete_topics(admin: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Delete topics; unknown ones are ignored."""
+    for name, future in admin.delete_topics(names, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != LibKafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaError(f"deleting topic {name} failed", exc.args[0]) from exc
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    """A topic's partitions and how many messages (offsets) it holds."""
+
+    name: str
+    partitions: int
+    messages: int
+
+
+def summarize_topics(settings: Settings, names: list[str], timeout_s: float = 10.0) -> list[TopicSummary]:
+    """Partition count and high-minus-low watermark per topic (transaction markers included)."""
+    admin = AdminClient(common_config(settings))
+    metadata = cluster_metadata(admin, timeout_s)
+    consumer = Consumer({**common_config(settings), "group.id": unique_group_id("ridestream-admin")})
+    summaries = []
+    try:
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                continue
+            total = 0
+            for partition in topic.partitions:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(name, partition), timeout=timeout_s
+                )
+                total += high - low
+            summaries.append(TopicSummary(name, len(topic.partitions), total))
+    finally:
+        consumer.close()
+    return summaries

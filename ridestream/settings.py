@@ -1,0 +1,133 @@
+"""One typed settings object, read from the environment (prefix ``RIDESTREAM_``) in one place.
+
+Nested groups use ``__``: ``RIDESTREAM_TOPICS__PREFIX=tenant-a.``,
+``RIDESTREAM_LOCAL_KAFKA__PORT=19092``. librdkafka options pass through unchanged, under their own
+names, as a JSON object: ``RIDESTREAM_KAFKA_CONFIG='{"security.protocol": "SASL_SSL",
+"sasl.mechanism": "PLAIN", "sasl.username": "...", "sasl.password": "..."}'``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KafkaConfigValue = str | int | float | bool
+
+# Option names whose values must never reach a log line or an error message.
+_SECRET_MARKERS = ("password", "secret", "token", "key.pem", "sasl.jaas.config", "basic.auth.user.info")
+
+
+def redact(config: dict[str, KafkaConfigValue]) -> dict[str, KafkaConfigValue]:
+    """Return a copy of a client config that is safe to log: secret-looking values masked."""
+    return {
+        key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
+        for key, value in config.items()
+    }
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    import os
+
+    return Path(os.environ.get(var) or Path.home() / fallback) / "ridestream"
+
+
+class TopicSettings(BaseModel):
+    """Topic names (with a common prefix for multi-tenant clusters) and how to create them."""
+
+    prefix: str = ""
+    started: str = "rides.started"
+    completed: str = "rides.completed"
+    predictions: str = "rides.predictions"
+    decisions: str = "rides.decisions"
+    dlq: str = "rides.dlq"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    def names(self) -> dict[str, str]:
+        """Role → full topic name, prefix applied."""
+        roles = ("started", "completed", "predictions", "decisions", "dlq")
+        return {role: self.prefix + getattr(self, role) for role in roles}
+
+    def full(self, role: str) -> str:
+        """The full name of one topic role (``started``, ``completed``, ...)."""
+        return self.names()[role]
+
+
+class LocalKafkaSettings(BaseModel):
+    """The single-node KRaft broker that ``ridestream kafka start`` runs from Maven Central jars."""
+
+    version: str = "4.2.1"
+    host: Literal["127.0.0.1"] = "127.0.0.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    home: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "kafka")
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "kafka")
+    heap: str = "768m"
+    start_timeout_s: float = Field(default=90.0, gt=0)
+    stop_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable in ridestream; build it once and hand it to the clients."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RIDESTREAM_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="bootstrap.servers of an existing cluster; unset = the local broker.",
+    )
+    kafka_config: dict[str, KafkaConfigValue] = Field(
+        default_factory=dict,
+        description="librdkafka options for every client (security.protocol, sasl.*, ssl.*).",
+    )
+    producer_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
+    consumer_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
+    delivery_timeout_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description="How long a produced message may wait for its acknowledgement (message.timeout.ms).",
+    )
+    queue_full_retries: int = Field(default=20, ge=0)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent-compatible Schema Registry; set = Confluent wire framing.",
+    )
+    schema_registry_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
+    schemas_dir: Path | None = Field(default=None, description="Where the .avsc files live.")
+    log_level: str = "INFO"
+
+    @field_validator("kafka_config", "producer_config", "consumer_config")
+    @classmethod
+    def _no_bootstrap_inside(
+        cls, value: dict[str, KafkaConfigValue]
+    ) -> dict[str, KafkaConfigValue]:
+        if "bootstrap.servers" in value:
+            raise ValueError("set bootstrap.servers through RIDESTREAM_KAFKA_BOOTSTRAP")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The cluster to talk to: the configured one, else the local broker's listener."""
+        return self.kafka_bootstrap or f"{self.local_kafka.host}:{self.local_kafka.port}"
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        """True when no external cluster is configured."""
+        return self.kafka_bootstrap is None
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Java 17+ runs Kafka; Maven fetches Kafka's jars from Maven Central once. Install them from
+# Debian when they are missing (as root); otherwise say what is needed.
+set -euo pipefail
+
+java_major() {
+  java -version 2>&1 | sed -nE 's/.*version "(1\.)?([0-9]+).*/\2/p' | head -n 1
+}
+
+need=()
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi
+if ! command -v mvn >/dev/null; then need+=(maven); fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  echo "installing ${need[*]} from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+else
+  echo "ridestream needs: ${need[*]} (Java 17+ and Maven). Install them, e.g. sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
