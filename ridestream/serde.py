@@ -114,6 +114,7 @@ class ConfluentSerde:
 
         self.store = store or load_store()
         self.name = name
+        self.registry = registry
         self.schema = self.store.latest(name)
         schema_str = self.schema.path.read_text()
         self._serializer = AvroSerializer(

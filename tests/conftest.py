@@ -1,0 +1,84 @@
+"""Shared fixtures: one real Kafka broker per test session, unique topics per test.
+
+The broker is started through the same code users run (``ridestream.kafka.local.LocalKafka``),
+on free loopback ports with its own state directory, so a developer's running broker is left
+alone. Set ``RIDESTREAM_KAFKA_BOOTSTRAP`` to run the suite against a broker that already runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ridestream.kafka.clients import make_admin
+from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.topics import create_project_topics, delete_topics
+from ridestream.settings import LocalKafkaSettings, Settings, TopicSettings
+
+EXTERNAL_BOOTSTRAP = os.environ.get("RIDESTREAM_KAFKA_BOOTSTRAP")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def local_kafka_settings(home: Path) -> LocalKafkaSettings:
+    """A broker of its own: free ports, state under ``home``, the shared jar cache."""
+    return LocalKafkaSettings(port=free_port(), controller_port=free_port(), home=home, heap="512m")
+
+
+@pytest.fixture(scope="session")
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | None]:
+    """The broker this session started, or None when an external one is configured."""
+    if EXTERNAL_BOOTSTRAP:
+        yield None
+        return
+    broker = LocalKafka(local_kafka_settings(tmp_path_factory.mktemp("kafka")))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(session_broker: LocalKafka | None) -> str:
+    """bootstrap.servers of the session's broker."""
+    return EXTERNAL_BOOTSTRAP or session_broker.bootstrap  # type: ignore[union-attr]
+
+
+def make_settings(bootstrap: str, prefix: str | None = None, **overrides: object) -> Settings:
+    """Settings that ignore the developer's environment and .env, with a unique topic prefix."""
+    topics = TopicSettings(prefix=prefix or f"t{uuid.uuid4().hex[:10]}.", partitions=3)
+    return Settings(_env_file=None, kafka_bootstrap=bootstrap, topics=topics, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings_factory(bootstrap: str) -> Iterator[Callable[..., Settings]]:
+    """Make settings with fresh, created topics; the topics are deleted after the test."""
+    made: list[Settings] = []
+
+    def factory(**overrides: object) -> Settings:
+        settings = make_settings(bootstrap, **overrides)
+        create_project_topics(settings, make_admin(settings))
+        made.append(settings)
+        return settings
+
+    yield factory
+    for settings in made:
+        delete_topics(make_admin(settings), list(settings.topics.names().values()))
+
+
+@pytest.fixture
+def kafka_settings(settings_factory: Callable[..., Settings]) -> Settings:
+    """Settings pointing at the session broker, with this test's own topics."""
+    return settings_factory()

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from ridestream.cli import app
+from ridestream.kafka.clients import make_admin
+from ridestream.kafka.topics import delete_topics
+from ridestream.settings import get_settings
+from ridestream.tlc import month_file
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def cli(bootstrap: str) -> Iterator[tuple[CliRunner, dict[str, str]]]:
+    """A CLI runner whose environment points at the session broker with fresh topic names."""
+    prefix = f"cli{uuid.uuid4().hex[:8]}."
+    env = {"RIDESTREAM_KAFKA_BOOTSTRAP": bootstrap, "RIDESTREAM_TOPICS__PREFIX": prefix,
+           "RIDESTREAM_TOPICS__PARTITIONS": "2"}
+    get_settings.cache_clear()
+    yield CliRunner(), env
+    get_settings.cache_clear()
+    settings = make_settings(bootstrap, prefix=prefix)
+    delete_topics(make_admin(settings), list(settings.topics.names().values()))
+
+
+def invoke(cli: tuple[CliRunner, dict[str, str]], *args: str) -> Result:
+    runner, env = cli
+    get_settings.cache_clear()
+    return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.mark.kafka
+def test_create_replay_list_and_tail(cli: tuple[CliRunner, dict[str, str]]) -> None:
+    prefix = cli[1]["RIDESTREAM_TOPICS__PREFIX"]
+    created = invoke(cli, "topics", "create")
+    assert created.exit_code == 0
+    assert f"{prefix}rides.started: created" in created.output
+    assert f"{prefix}rides.dlq: created" in created.output
+    assert "rides.started: exists" in invoke(cli, "topics", "create").output
+
+    replayed = invoke(cli, "replay", "--input", str(month_file("2023-02")), "--rate", "0", "--limit", "50", "--no-progress")
+    assert replayed.exit_code == 0, replayed.output
+    assert "published 50 RideStarted and 50 RideCompleted" in replayed.output
+
+    listed = invoke(cli, "topics", "list").output
+    assert f"{prefix}rides.started" in listed and "partitions=2" in listed and "messages=50" in listed
+
+    tailed = invoke(cli, "tail", "started", "--limit", "3", "--idle-timeout", "5")
+    lines = [json.loads(line) for line in tailed.output.splitlines()]
+    assert len(lines) == 3
+    assert all(line["key"] == line["value"]["ride_id"] for line in lines)
+    assert all(line["value"]["ride_id"].startswith("2023-02-") for line in lines)
+
+
+def test_settings_are_shown_with_secrets_masked() -> None:
+    get_settings.cache_clear()
+    result = CliRunner().invoke(
+        app, ["settings"], env={"RIDESTREAM_KAFKA_CONFIG": '{"sasl.password": "hunter2", "sasl.username": "svc"}'}
+    )
+    get_settings.cache_clear()
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output
+    shown = json.loads(result.output)
+    assert shown["kafka_config"] == {"sasl.password": "***", "sasl.username": "svc"}
+
+
+def test_status_of_a_broker_that_is_not_running_exits_1(tmp_path: Path) -> None:
+    get_settings.cache_clear()
+    result = CliRunner().invoke(
+        app, ["kafka", "status"],
+        env={"RIDESTREAM_LOCAL_KAFKA__HOME": str(tmp_path), "RIDESTREAM_LOCAL_KAFKA__PORT": "1"},
+    )
+    get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "running=False" in result.output and "answers=False" in result.output
