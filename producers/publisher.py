@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from ridestream.events import Event, RideCompleted, RideStarted
+import numpy as np
+import pandas as pd
+
+from ridestream.avro_columnar import ColumnarEncoder, random_uuids
+from ridestream.events import Event, RideCompleted, RideStarted, utc_now
+from ridestream.exceptions import ValidationError
 from ridestream.kafka.clients import producer_config
-from ridestream.kafka.producer import AsyncProducer, ReliableProducer
+from ridestream.kafka.producer import AsyncProducer, DeliveryCallback, ReliableProducer
 from ridestream.schemas import RIDE_COMPLETED, RIDE_STARTED
-from ridestream.serde import Serde, make_serde
+from ridestream.serde import Serde, SingleObjectSerde, make_serde
 from ridestream.settings import Settings
+from ridestream.validation import find_problems
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,36 @@ class _Encoders:
         self.completed_topic = settings.topics.full("completed")
         self.started: Serde = make_serde(RIDE_STARTED, settings)
         self.completed: Serde = make_serde(RIDE_COMPLETED, settings)
+        self.columnar: dict[type[Event], ColumnarEncoder] = {}
+        for model, serde in ((RideStarted, self.started), (RideCompleted, self.completed)):
+            if isinstance(serde, SingleObjectSerde):  # Confluent framing goes record by record
+                self.columnar[model] = ColumnarEncoder(serde.schema, serde.header)
+
+    def batch_messages(self, model: type[Event], rides: pd.DataFrame, **constants: Any) -> tuple[list[bytes], list[str]]:
+        """Validate a whole batch (nothing is encoded if a row is invalid), then encode it."""
+        problems = find_problems(model, rides)
+        if problems:
+            first = problems[0]
+            ride_id = rides["ride_id"].iloc[first.row] if "ride_id" in rides else "?"
+            raise ValidationError(
+                first.field,
+                f"{first.reason} (row {first.row}, ride_id={ride_id!r}; "
+                f"{len(problems)} invalid row(s) in the batch, none sent)",
+            )
+        n = len(rides)
+        columns: dict[str, Any] = {name: rides[name] for name in rides.columns}
+        columns.setdefault("event_id", random_uuids(n))
+        columns.setdefault("event_time", np.full(n, int(utc_now().timestamp() * 1000)))
+        for name, value in constants.items():
+            columns.setdefault(name, [value] * n)
+        keys = rides["ride_id"].tolist()
+        encoder = self.columnar.get(model)
+        if encoder is not None:
+            return encoder.encode(columns, n), keys
+        serde = self.started if model is RideStarted else self.completed
+        frame = pd.DataFrame(columns)
+        records = [model.parse({k: (None if pd.isna(v) else v) for k, v in row.items()}) for row in frame.to_dict("records")]
+        return [serde.encode(r.to_record()) for r in records], keys
 
     def started_message(self, ride: RideStarted | Mapping[str, Any]) -> tuple[str, bytes, str]:
         event = _as_event(RideStarted, ride)
@@ -54,12 +90,20 @@ class _Encoders:
 class RidePublisher:
     """Synchronous publisher: ``publish_*`` queue, ``flush``/``close`` wait for acknowledgements."""
 
-    def __init__(self, settings: Settings, **producer_overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        on_delivery: DeliveryCallback | None = None,
+        **producer_overrides: Any,
+    ) -> None:
+        """``on_delivery(err, msg)`` sees every delivery report (metrics, latency sampling)."""
         self.settings = settings
         self._encoders = _Encoders(settings)
         self._producer = ReliableProducer(
             producer_config(settings, **producer_overrides),
             queue_full_retries=settings.queue_full_retries,
+            on_delivery=on_delivery,
         )
 
     def publish_started(self, ride: RideStarted | Mapping[str, Any]) -> None:
@@ -69,6 +113,23 @@ class RidePublisher:
     def publish_completed(self, ride: RideCompleted | Mapping[str, Any]) -> None:
         """Validate, encode and queue a RideCompleted keyed by its ride_id."""
         self._producer.produce(*self._encoders.completed_message(ride))
+
+    def publish_started_batch(self, rides: pd.DataFrame, *, source: str = "backend", enhanced: bool = False) -> int:
+        """Validate a frame of rides (one column per RideStarted field), then encode and queue all.
+
+        Columns absent from the frame get fresh event ids, the current event time and the given
+        ``source``/``enhanced``. An invalid row raises ValidationError naming it, and nothing is
+        sent. Returns the number of rides queued.
+        """
+        values, keys = self._encoders.batch_messages(RideStarted, rides, source=source, enhanced=enhanced)
+        self._producer.produce_many(self._encoders.started_topic, values, keys)
+        return len(values)
+
+    def publish_completed_batch(self, rides: pd.DataFrame) -> int:
+        """Validate, encode and queue a frame of RideCompleted fields; see publish_started_batch."""
+        values, keys = self._encoders.batch_messages(RideCompleted, rides)
+        self._producer.produce_many(self._encoders.completed_topic, values, keys)
+        return len(values)
 
     def poll(self, timeout_s: float = 0.0) -> None:
         """Serve delivery reports (also done on every publish)."""

@@ -83,41 +83,25 @@ def _column(rides: pd.DataFrame, name: str) -> list[Any]:
     series = rides[name]
     if pd.api.types.is_datetime64_any_dtype(series):
         return list(series.dt.to_pydatetime())
-    if isinstance(series.dtype, pd.api.extensions.ExtensionDtype):
+    if pd.api.types.is_integer_dtype(series.dtype):  # nullable Int32: <NA> becomes None
         return [None if pd.isna(v) else int(v) for v in series.tolist()]
     return series.tolist()
 
 
-def build_events(rides: pd.DataFrame, ids: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Field values of each ride's RideStarted and RideCompleted (event ids/times set at publish)."""
-    cols = {name: _column(rides, name) for name in rides.columns}
-    started = [
-        {
-            "ride_id": ids[i],
-            "pickup_time": cols["pickup_time"][i],
-            "pickup_zone": cols["pickup_zone"][i],
-            "dropoff_zone": cols["dropoff_zone"][i],
-            "trip_distance": cols["trip_distance"][i],
-            "passenger_count": cols["passenger_count"][i],
-            "vendor_id": cols["vendor_id"][i],
-            "rate_code": cols["rate_code"][i],
-            "payment_type": cols["payment_type"][i],
-            "trip_type": cols["trip_type"][i],
-        }
-        for i in range(len(ids))
+STARTED_FIELDS = (
+    "pickup_time", "pickup_zone", "dropoff_zone", "trip_distance", "passenger_count",
+    "vendor_id", "rate_code", "payment_type", "trip_type",
+)  # fmt: skip
+COMPLETED_FIELDS = ("dropoff_time", "duration_minutes", "fare_amount", "tip_amount", "total_amount")
+
+
+def event_fields(rides: pd.DataFrame, ids: list[str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per ride, the given fields plus its ride_id, as plain Python values (None for missing)."""
+    columns = [_column(rides, name) for name in fields]
+    return [
+        {"ride_id": ride_id, **dict(zip(fields, values, strict=True))}
+        for ride_id, *values in zip(ids, *columns, strict=True)
     ]
-    completed = [
-        {
-            "ride_id": ids[i],
-            "dropoff_time": cols["dropoff_time"][i],
-            "duration_minutes": cols["duration_minutes"][i],
-            "fare_amount": cols["fare_amount"][i],
-            "tip_amount": cols["tip_amount"][i],
-            "total_amount": cols["total_amount"][i],
-        }
-        for i in range(len(ids))
-    ]
-    return started, completed
 
 
 def replay(
@@ -136,7 +120,8 @@ def replay(
         rides = rides.iloc[:limit]
     prefix = id_prefix if id_prefix is not None else f"{input_path.stem.rsplit('_', 1)[-1]}-"
     ids = ride_ids(len(rides), prefix)
-    started, completed = build_events(rides, ids)
+    started = event_fields(rides, ids, STARTED_FIELDS)
+    completed = event_fields(rides, ids, COMPLETED_FIELDS)
     due, kinds, index, speedup = schedule(rides, rate, completions)
     counts = [0, 0]
     invalid = 0

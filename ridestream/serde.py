@@ -59,12 +59,12 @@ class SingleObjectSerde:
         self.schema: SchemaVersion = (
             self.store.latest(name) if version is None else self.store.get(name, version)
         )
-        self._header = MARKER + self.schema.fingerprint
+        self.header = MARKER + self.schema.fingerprint
 
     def encode(self, record: Record, topic: str = "") -> bytes:
         """Write ``record`` with this serde's schema; a value that does not fit raises ValidationError."""
         buffer = io.BytesIO()
-        buffer.write(self._header)
+        buffer.write(self.header)
         try:
             fastavro.schemaless_writer(buffer, self.schema.parsed, record, strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:

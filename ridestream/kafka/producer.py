@@ -42,10 +42,13 @@ class ReliableProducer:
         queue_full_retries: int = 20,
         queue_full_wait_s: float = 0.5,
         remember_errors: bool = True,
+        on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        """``remember_errors=False`` when every message's failure already reaches its own caller."""
+        """``remember_errors=False`` when every message's failure already reaches its own caller;
+        ``on_delivery`` sees every delivery report too (metrics, latency sampling)."""
         self._producer = Producer(config)
         self._remember_errors = remember_errors
+        self._default_callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
         self._queue_full_retries = queue_full_retries
         self._queue_full_wait_s = queue_full_wait_s
         self._first_error: DeliveryError | None = None
@@ -78,7 +81,7 @@ class ReliableProducer:
     ) -> None:
         """Queue one message; raises an earlier delivery failure or a persistently full queue."""
         self.raise_delivery_error()
-        callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
+        callback = self._default_callback if on_delivery is None else self._chain(on_delivery)
         for attempt in range(self._queue_full_retries + 1):
             try:
                 self._producer.produce(
@@ -95,6 +98,19 @@ class ReliableProducer:
                 self._producer.poll(self._queue_full_wait_s)
             except KafkaException as exc:
                 raise KafkaError(f"produce to {topic} failed", exc.args[0]) from exc
+        self._producer.poll(0)
+
+    def produce_many(self, topic: str, values: list[bytes], keys: list[str]) -> None:
+        """Queue a batch of messages, serving delivery reports as the queue fills."""
+        self.raise_delivery_error()
+        produce, callback = self._producer.produce, self._default_callback
+        for i, (value, key) in enumerate(zip(values, keys, strict=True)):
+            try:
+                produce(topic, value, key, on_delivery=callback)
+            except BufferError:
+                self.produce(topic, value, key)  # the bounded wait-and-retry path
+            if i % 1000 == 999:
+                self._producer.poll(0)
         self._producer.poll(0)
 
     def _chain(self, on_delivery: DeliveryCallback) -> DeliveryCallback:

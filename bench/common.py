@@ -1,0 +1,66 @@
+"""What every benchmark shares: a broker to run against, a fresh topic, results on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ridestream.kafka.clients import make_admin
+from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.topics import create_topics, delete_topics
+from ridestream.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def broker_for(settings: Settings) -> LocalKafka | None:
+    """Start (or reuse) the local broker unless an external cluster is configured."""
+    if not settings.uses_local_kafka:
+        return None
+    broker = LocalKafka(settings.local_kafka)
+    broker.start()
+    return broker
+
+
+def fresh_topic(settings: Settings, name: str, partitions: int = 6) -> str:
+    """A new, empty topic for one measurement."""
+    topic = f"{settings.topics.prefix}bench.{name}.{int(time.time() * 1000)}"
+    create_topics(make_admin(settings), [topic], partitions, settings.topics.replication_factor)
+    return topic
+
+
+def drop_topic(settings: Settings, topic: str) -> None:
+    """Delete a measurement topic so benchmarks leave no disk behind."""
+    delete_topics(make_admin(settings), [topic])
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of samples, by statistics.quantiles' inclusive method."""
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "java": java.splitlines()[0] if java else None,
+    }
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    """Write bench/results/<name>.json and return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
