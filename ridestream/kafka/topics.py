@@ -9,6 +9,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.error import KafkaError as LibKafkaError
 
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
 from ridestream.exceptions import KafkaError
 from ridestream.kafka.clients import cluster_metadata, common_config, unique_group_id
 from ridestream.settings import Settings
@@ -74,6 +76,28 @@ class TopicSummary:
     messages: int
 
 
+_LEADERSHIP_SETTLING = (LibKafkaError.NOT_LEADER_FOR_PARTITION, LibKafkaError.LEADER_NOT_AVAILABLE)
+
+
+def _retriable(exc: BaseException) -> bool:
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return bool(error.retriable()) or error.code() in _LEADERSHIP_SETTLING
+
+
+@retry(
+    retry=retry_if_exception(_retriable),
+    stop=stop_after_attempt(10),
+    wait=wait_exponential(multiplier=0.1, max=2),
+    reraise=True,
+)
+def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    # A topic created a moment ago may not have a known leader yet: that is worth a retry.
+    low, high = consumer.get_watermark_offsets(partition, timeout=timeout_s)
+    return int(low), int(high)
+
+
 def summarize_topics(settings: Settings, names: list[str], timeout_s: float = 10.0) -> list[TopicSummary]:
     """Partition count and high-minus-low watermark per topic (transaction markers included)."""
     admin = AdminClient(common_config(settings))
@@ -87,9 +111,7 @@ def summarize_topics(settings: Settings, names: list[str], timeout_s: float = 10
                 continue
             total = 0
             for partition in topic.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(name, partition), timeout=timeout_s
-                )
+                low, high = _watermarks(consumer, TopicPartition(name, partition), timeout_s)
                 total += high - low
             summaries.append(TopicSummary(name, len(topic.partitions), total))
     finally:

@@ -5,15 +5,18 @@ import time
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from producers.publisher import AsyncRidePublisher, RidePublisher
+from producers.replay import STARTED_FIELDS
 from ridestream.events import RideStarted
 from ridestream.exceptions import DeliveryError, ValidationError
 from ridestream.kafka.topics import summarize_topics
 from ridestream.schemas import RIDE_STARTED
 from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
+from ridestream.tlc import load_month, month_file
 from tests.conftest import free_port, make_settings
 from tests.helpers import consume_all
 
@@ -93,3 +96,42 @@ def test_the_async_publisher_validates_before_producing() -> None:
 
     with pytest.raises(ValidationError, match="passenger_count"):
         asyncio.run(publish())
+
+
+def february_frame(count: int) -> pd.DataFrame:
+    rides, _ = load_month(month_file("2023-02"))
+    frame = rides.iloc[:count][list(STARTED_FIELDS)].copy()
+    frame.insert(0, "ride_id", [f"b-{i}" for i in range(count)])
+    return frame
+
+
+@pytest.mark.kafka
+def test_a_batch_arrives_whole_and_decodes_to_its_rows(kafka_settings: Settings) -> None:
+    frame = february_frame(2000)
+    with RidePublisher(kafka_settings) as publisher:
+        assert publisher.publish_started_batch(frame, source="gateway") == 2000
+    messages = consume_all(kafka_settings, kafka_settings.topics.full("started"), expected=2000)
+    serde = SingleObjectSerde(RIDE_STARTED)
+    by_id = {m.key().decode(): RideStarted.parse(serde.decode(m.value())) for m in messages}
+    assert len(messages) == 2000 and len(by_id) == 2000
+    assert len({event.event_id for event in by_id.values()}) == 2000
+    for row in frame.sample(200, random_state=1).itertuples():
+        event = by_id[row.ride_id]
+        assert event.source == "gateway"
+        assert event.pickup_time == row.pickup_time.to_pydatetime()
+        assert (event.pickup_zone, event.dropoff_zone, event.trip_distance) == (
+            row.pickup_zone, row.dropoff_zone, row.trip_distance,
+        )
+        assert event.payment_type == (None if pd.isna(row.payment_type) else row.payment_type)
+
+
+@pytest.mark.kafka
+def test_a_batch_with_one_invalid_ride_sends_nothing(kafka_settings: Settings) -> None:
+    frame = february_frame(500)
+    frame.loc[321, "passenger_count"] = 40
+    with RidePublisher(kafka_settings) as publisher:
+        with pytest.raises(ValidationError, match=r"row 321, ride_id='b-321'") as raised:
+            publisher.publish_started_batch(frame)
+        assert raised.value.field == "passenger_count"
+    summary = summarize_topics(kafka_settings, [kafka_settings.topics.full("started")])
+    assert summary[0].messages == 0
