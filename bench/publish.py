@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.common import broker_for, drop_topic, fresh_topic, machine, percentile, write_results
 from producers.publisher import RidePublisher
 from producers.replay import STARTED_FIELDS, event_fields
 from ridestream.avro_columnar import ColumnarEncoder, random_uuids
@@ -34,9 +35,13 @@ from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
 from ridestream.tlc import load_month, month_file
 from ridestream.validation import find_problems
-from bench.common import broker_for, drop_topic, fresh_topic, machine, percentile, write_results
 
-PRODUCER_PROPS = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5", "compression.type": "lz4"}
+PRODUCER_PROPS = {
+    "acks": "all",
+    "enable.idempotence": "true",
+    "linger.ms": "5",
+    "compression.type": "lz4",
+}
 _PERF_LINE = re.compile(
     r"(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\), "
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
@@ -63,7 +68,9 @@ def ride_mappings(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return event_fields(frame, frame["ride_id"].tolist(), STARTED_FIELDS)
 
 
-def run_ours(settings: Settings, rides: pd.DataFrame | list[dict[str, Any]], chunk: int) -> dict[str, Any]:
+def run_ours(
+    settings: Settings, rides: pd.DataFrame | list[dict[str, Any]], chunk: int
+) -> dict[str, Any]:
     """Publish every ride through RidePublisher (batch API for a frame, else one by one)."""
     topic = fresh_topic(settings, "publish")
     latencies: list[float] = []
@@ -72,7 +79,9 @@ def run_ours(settings: Settings, rides: pd.DataFrame | list[dict[str, Any]], chu
         if err is None:
             latencies.append(msg.latency())
 
-    run_settings = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": "", "started": topic})})
+    run_settings = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"prefix": "", "started": topic})}
+    )
     publisher = RidePublisher(run_settings, on_delivery=on_delivery)
     begin = time.perf_counter()
     if isinstance(rides, pd.DataFrame):
@@ -94,10 +103,15 @@ def run_ours(settings: Settings, rides: pd.DataFrame | list[dict[str, Any]], chu
     }
 
 
-def run_kafka_perf(settings: Settings, broker: LocalKafka, records: int, record_size: int) -> dict[str, Any]:
+def run_kafka_perf(
+    settings: Settings, broker: LocalKafka, records: int, record_size: int
+) -> dict[str, Any]:
     """Kafka's ProducerPerformance at the same record size, against the same broker."""
     topic = fresh_topic(settings, "perf")
-    props = [f"bootstrap.servers={settings.bootstrap_servers}", *(f"{k}={v}" for k, v in PRODUCER_PROPS.items())]
+    props = [
+        f"bootstrap.servers={settings.bootstrap_servers}",
+        *(f"{k}={v}" for k, v in PRODUCER_PROPS.items()),
+    ]
     command = [
         str(java_executable()), "-Xmx512m", "-cp", broker.classpath(),
         "org.apache.kafka.tools.ProducerPerformance",
@@ -106,11 +120,10 @@ def run_kafka_perf(settings: Settings, broker: LocalKafka, records: int, record_
     ]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     drop_topic(settings, topic)
-    match = None
-    for match in _PERF_LINE.finditer(output):
-        pass  # the last line is the run's total
-    if match is None:
+    totals = list(_PERF_LINE.finditer(output))  # interim lines first; the last is the run's total
+    if not totals:
         raise RuntimeError(f"unexpected ProducerPerformance output:\n{output[-2000:]}")
+    match = totals[-1]
     return {
         "records": int(match["records"]),
         "rides_per_s": float(match["rps"]),
@@ -134,8 +147,13 @@ def stage_costs(frame: pd.DataFrame, chunk: int) -> dict[str, dict[str, float]]:
     for start in range(0, len(sample), chunk):
         part = sample.iloc[start : start + chunk]
         n = len(part)
-        columns = {name: part[name] for name in part.columns}
-        columns.update(event_id=random_uuids(n), event_time=np.full(n, 0), source=["backend"] * n, enhanced=[False] * n)
+        columns: dict[str, Any] = {name: part[name] for name in part.columns}
+        columns.update(
+            event_id=random_uuids(n),
+            event_time=np.full(n, 0),
+            source=["backend"] * n,
+            enhanced=[False] * n,
+        )
         encoder.encode(columns, n)
     encode = time.perf_counter() - begin
     batch = {"validate_us": round(validate * per, 2), "encode_us": round(encode * per, 2)}
@@ -151,7 +169,11 @@ def stage_costs(frame: pd.DataFrame, chunk: int) -> dict[str, dict[str, float]]:
     for record in records:
         serde.encode(record)
     encode = time.perf_counter() - begin
-    single = {"validate_us": round(validate * per, 2), "to_record_us": round(dump * per, 2), "encode_us": round(encode * per, 2)}
+    single = {
+        "validate_us": round(validate * per, 2),
+        "to_record_us": round(dump * per, 2),
+        "encode_us": round(encode * per, 2),
+    }
     return {"batch_api": batch, "single_event_api": single}
 
 
@@ -162,20 +184,31 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rides", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=10_000)
-    parser.add_argument("--single-rides", type=int, default=50_000, help="rides for the one-by-one API run")
+    parser.add_argument(
+        "--single-rides", type=int, default=50_000, help="rides for the one-by-one API run"
+    )
     args = parser.parse_args()
 
     settings = Settings()
     broker = broker_for(settings)
     if broker is None:
-        raise SystemExit("bench.publish compares against ProducerPerformance on the local broker; unset RIDESTREAM_KAFKA_BOOTSTRAP")
+        raise SystemExit(
+            "bench.publish compares against ProducerPerformance on the local broker; unset RIDESTREAM_KAFKA_BOOTSTRAP"
+        )
     rides = ride_frame(args.rides)
     serde = SingleObjectSerde(RIDE_STARTED)
-    record_size = round(statistics.mean(len(serde.encode(RideStarted.parse(r).to_record())) for r in ride_mappings(rides.iloc[:10_000])))
+    record_size = round(
+        statistics.mean(
+            len(serde.encode(RideStarted.parse(r).to_record()))
+            for r in ride_mappings(rides.iloc[:10_000])
+        )
+    )
 
     print("one-event-at-a-time API ...", flush=True)
     single = run_ours(settings, ride_mappings(rides.iloc[: args.single_rides]), args.chunk)
@@ -208,8 +241,10 @@ def main() -> None:
         "our_stage_costs_us_per_ride": stage_costs(rides, args.chunk),
     }
     path = write_results("publish", results)
-    print(f"ours {ours_median['rides_per_s']:.0f} rides/s vs ProducerPerformance {theirs_median['rides_per_s']:.0f} "
-          f"records/s: ratio {ratio:.2f} (target >= 0.5); results in {path}")
+    print(
+        f"ours {ours_median['rides_per_s']:.0f} rides/s vs ProducerPerformance {theirs_median['rides_per_s']:.0f} "
+        f"records/s: ratio {ratio:.2f} (target >= 0.5); results in {path}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 import pandas as pd
+from confluent_kafka import Message
 
 from ridestream.avro_columnar import ColumnarEncoder, random_uuids
 from ridestream.events import Event, RideCompleted, RideStarted, utc_now
@@ -50,7 +51,9 @@ class _Encoders:
             if isinstance(serde, SingleObjectSerde):  # Confluent framing goes record by record
                 self.columnar[model] = ColumnarEncoder(serde.schema, serde.header)
 
-    def batch_messages(self, model: type[Event], rides: pd.DataFrame, **constants: Any) -> tuple[list[bytes], list[str]]:
+    def batch_messages(
+        self, model: type[Event], rides: pd.DataFrame, **constants: Any
+    ) -> tuple[list[bytes], list[str]]:
         """Validate a whole batch (nothing is encoded if a row is invalid), then encode it."""
         problems = find_problems(model, rides)
         if problems:
@@ -73,7 +76,10 @@ class _Encoders:
             return encoder.encode(columns, n), keys
         serde = self.started if model is RideStarted else self.completed
         frame = pd.DataFrame(columns)
-        records = [model.parse({k: (None if pd.isna(v) else v) for k, v in row.items()}) for row in frame.to_dict("records")]
+        records = [
+            model.parse({str(k): (None if pd.isna(v) else v) for k, v in row.items()})
+            for row in frame.to_dict("records")
+        ]
         return [serde.encode(r.to_record()) for r in records], keys
 
     def started_message(self, ride: RideStarted | Mapping[str, Any]) -> tuple[str, bytes, str]:
@@ -114,14 +120,18 @@ class RidePublisher:
         """Validate, encode and queue a RideCompleted keyed by its ride_id."""
         self._producer.produce(*self._encoders.completed_message(ride))
 
-    def publish_started_batch(self, rides: pd.DataFrame, *, source: str = "backend", enhanced: bool = False) -> int:
+    def publish_started_batch(
+        self, rides: pd.DataFrame, *, source: str = "backend", enhanced: bool = False
+    ) -> int:
         """Validate a frame of rides (one column per RideStarted field), then encode and queue all.
 
         Columns absent from the frame get fresh event ids, the current event time and the given
         ``source``/``enhanced``. An invalid row raises ValidationError naming it, and nothing is
         sent. Returns the number of rides queued.
         """
-        values, keys = self._encoders.batch_messages(RideStarted, rides, source=source, enhanced=enhanced)
+        values, keys = self._encoders.batch_messages(
+            RideStarted, rides, source=source, enhanced=enhanced
+        )
         self._producer.produce_many(self._encoders.started_topic, values, keys)
         return len(values)
 
@@ -182,6 +192,15 @@ class DeliveryReceipt:
     offset: int
 
 
+def _receipt(msg: Message) -> DeliveryReceipt:
+    # A delivered message always has its coordinates; only failed ones lack them.
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None
+    assert partition is not None
+    assert offset is not None
+    return DeliveryReceipt(topic, partition, offset)
+
+
 class AsyncRidePublisher:
     """asyncio publisher for the gateway: each ``await publish_*`` returns its delivery receipt."""
 
@@ -195,14 +214,12 @@ class AsyncRidePublisher:
     async def publish_started(self, ride: RideStarted | Mapping[str, Any]) -> DeliveryReceipt:
         """Validate, encode, produce and wait for the broker's acknowledgement."""
         topic, value, key = self._encoders.started_message(ride)
-        msg = await self._producer.send(topic, value, key)
-        return DeliveryReceipt(msg.topic(), msg.partition(), msg.offset())
+        return _receipt(await self._producer.send(topic, value, key))
 
     async def publish_completed(self, ride: RideCompleted | Mapping[str, Any]) -> DeliveryReceipt:
         """Validate, encode, produce and wait for the broker's acknowledgement."""
         topic, value, key = self._encoders.completed_message(ride)
-        msg = await self._producer.send(topic, value, key)
-        return DeliveryReceipt(msg.topic(), msg.partition(), msg.offset())
+        return _receipt(await self._producer.send(topic, value, key))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Flush and stop the delivery thread."""

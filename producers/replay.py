@@ -62,7 +62,11 @@ def schedule(
     n = len(rides)
     if rate > 0:
         start_due = np.arange(n, dtype=np.float64) / rate
-        span = (rides["pickup_time"].iloc[-1] - rides["pickup_time"].iloc[0]).total_seconds() if n else 0
+        span = (
+            (rides["pickup_time"].iloc[-1] - rides["pickup_time"].iloc[0]).total_seconds()
+            if n
+            else 0
+        )
         speedup = span / max(start_due[-1], 1e-9) if n > 1 else 1.0
         complete_due = start_due + rides["duration_minutes"].to_numpy() * 60.0 / max(speedup, 1e-9)
     else:
@@ -95,7 +99,9 @@ STARTED_FIELDS = (
 COMPLETED_FIELDS = ("dropoff_time", "duration_minutes", "fare_amount", "tip_amount", "total_amount")
 
 
-def event_fields(rides: pd.DataFrame, ids: list[str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+def event_fields(
+    rides: pd.DataFrame, ids: list[str], fields: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """Per ride, the given fields plus its ride_id, as plain Python values (None for missing)."""
     columns = [_column(rides, name) for name in fields]
     return [
@@ -126,13 +132,20 @@ def replay(
     counts = [0, 0]
     invalid = 0
     logger.info(
-        "replaying rides=%d from %s at rate=%s rides/s (speedup x%.0f)", len(rides), input_path, rate, speedup
+        "replaying rides=%d from %s at rate=%s rides/s (speedup x%.0f)",
+        len(rides),
+        input_path,
+        rate,
+        speedup,
     )
-    with RidePublisher(settings) as publisher, tqdm(
-        total=len(due), unit="event", disable=not progress, desc="replay"
-    ) as bar:
+    with (
+        RidePublisher(settings) as publisher,
+        tqdm(total=len(due), unit="event", disable=not progress, desc="replay") as bar,
+    ):
         begin = time.monotonic()
-        for n, (when, kind, i) in enumerate(zip(due.tolist(), kinds.tolist(), index.tolist(), strict=True)):
+        for n, (when, kind, i) in enumerate(
+            zip(due.tolist(), kinds.tolist(), index.tolist(), strict=True)
+        ):
             ahead = begin + when - time.monotonic()
             if ahead > 0.002:  # sleep in coarse steps; sub-ms sleeps only cost CPU
                 publisher.poll(0)

@@ -24,7 +24,9 @@ from ridestream.schemas import SchemaVersion
 _INTS = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _SUPPORTED = {"boolean", "int", "long", "float", "double", "string", "enum"}
 
-Piece = tuple[np.ndarray, np.ndarray]  # (bytes used per row, zero-padded (rows, width) uint8 matrix)
+Piece = tuple[
+    np.ndarray, np.ndarray
+]  # (bytes used per row, zero-padded (rows, width) uint8 matrix)
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,21 @@ def _plan(schema: SchemaVersion) -> list[_Field]:
         if isinstance(avro, list):
             others = [b for b in avro if b != "null"]
             if len(avro) != 2 or len(others) != 1:
-                raise SchemaError(f"{schema.name}.{field['name']}: only [null, T] unions are columnar")
+                raise SchemaError(
+                    f"{schema.name}.{field['name']}: only [null, T] unions are columnar"
+                )
             null_branch, avro = avro.index("null"), others[0]
         spec = avro if isinstance(avro, dict) else {"type": avro}
         if spec["type"] not in _SUPPORTED:
             raise SchemaError(f"{schema.name}.{field['name']}: {spec['type']} is not columnar")
         fields.append(
-            _Field(field["name"], spec["type"], spec.get("logicalType"), null_branch, tuple(spec.get("symbols", ())))
+            _Field(
+                field["name"],
+                spec["type"],
+                spec.get("logicalType"),
+                null_branch,
+                tuple(spec.get("symbols", ())),
+            )
         )
     return fields
 
@@ -65,7 +75,9 @@ def zigzag_varints(values: np.ndarray) -> Piece:
         rest >>= np.uint64(7)
     width = int(nbytes.max()) if len(z) else 1
     positions = np.arange(width)
-    groups = ((z[:, None] >> (positions.astype(np.uint64) * np.uint64(7))) & np.uint64(0x7F)).astype(np.uint8)
+    groups = (
+        (z[:, None] >> (positions.astype(np.uint64) * np.uint64(7))) & np.uint64(0x7F)
+    ).astype(np.uint8)
     groups |= np.where(positions[None, :] < (nbytes[:, None] - 1), 0x80, 0).astype(np.uint8)
     return nbytes, groups
 
@@ -126,7 +138,9 @@ def _values(field: _Field, column: Any) -> list[Piece]:
     try:
         codes = np.fromiter((index[s] for s in column), dtype=np.int64, count=len(column))
     except KeyError as exc:
-        raise ValidationError(name, f"{exc.args[0]!r} is not one of {list(field.symbols)}") from None
+        raise ValidationError(
+            name, f"{exc.args[0]!r} is not one of {list(field.symbols)}"
+        ) from None
     return [zigzag_varints(codes)]
 
 
@@ -135,9 +149,12 @@ def _present(field: _Field, series: pd.Series) -> Any:
     if field.logical in ("timestamp-millis", "local-timestamp-millis"):
         return series
     if field.kind in _INTS:
-        return series.to_numpy(dtype=np.int64) if series.dtype.kind in "iub" or isinstance(
-            series.dtype, pd.api.extensions.ExtensionDtype
-        ) else series.to_numpy()
+        return (
+            series.to_numpy(dtype=np.int64)
+            if series.dtype.kind in "iub"
+            or isinstance(series.dtype, pd.api.extensions.ExtensionDtype)
+            else series.to_numpy()
+        )
     if field.kind in ("double", "float", "boolean"):
         return series.to_numpy(dtype=np.float64 if field.kind != "boolean" else bool)
     return series.tolist()
@@ -184,7 +201,9 @@ class ColumnarEncoder:
         if n == 0:
             return []
         matrix = np.hstack([m for _, m in pieces])
-        used = np.hstack([np.arange(m.shape[1])[None, :] < lengths[:, None] for lengths, m in pieces])
+        used = np.hstack(
+            [np.arange(m.shape[1])[None, :] < lengths[:, None] for lengths, m in pieces]
+        )
         buffer = matrix[used].tobytes()  # row-major: each record's bytes, records back to back
         ends = np.cumsum(used.sum(axis=1)).tolist()
         starts = [0, *ends[:-1]]
@@ -199,7 +218,7 @@ def random_uuids(n: int) -> list[str]:
     view[:, 8] = (view[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
     text = raw.hex()
     return [
-        f"{text[i:i + 8]}-{text[i + 8:i + 12]}-{text[i + 12:i + 16]}-{text[i + 16:i + 20]}-{text[i + 20:i + 32]}"
+        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}"
         for i in range(0, 32 * n, 32)
     ]
 

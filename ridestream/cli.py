@@ -18,7 +18,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True)
+kafka_app = typer.Typer(
+    help="The local single-node Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True
+)
 topics_app = typer.Typer(help="The project's topics.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The Avro contracts in schemas/.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
@@ -40,7 +42,9 @@ def _echo_json(payload: object) -> None:
 def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    level = logging.DEBUG if verbose else getattr(logging, _settings().log_level.upper(), logging.INFO)
+    level = (
+        logging.DEBUG if verbose else getattr(logging, _settings().log_level.upper(), logging.INFO)
+    )
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -61,7 +65,9 @@ def kafka_start() -> None:
     from ridestream.kafka.local import LocalKafka
 
     status = LocalKafka(_settings().local_kafka).start()
-    typer.echo(f"Kafka {status.version} answers at {status.bootstrap} (pid {status.pid}, home {status.home})")
+    typer.echo(
+        f"Kafka {status.version} answers at {status.bootstrap} (pid {status.pid}, home {status.home})"
+    )
 
 
 @kafka_app.command("stop")
@@ -90,7 +96,9 @@ def kafka_status() -> None:
 # -- topics ------------------------------------------------------------------------------------
 @topics_app.command("create")
 def topics_create(
-    partitions: Annotated[int | None, typer.Option(min=1, help="Default: RIDESTREAM_TOPICS__PARTITIONS.")] = None,
+    partitions: Annotated[
+        int | None, typer.Option(min=1, help="Default: RIDESTREAM_TOPICS__PARTITIONS.")
+    ] = None,
 ) -> None:
     """Create the topics of the design (existing ones are left as they are)."""
     from ridestream.kafka.clients import make_admin
@@ -108,7 +116,9 @@ def topics_list() -> None:
 
     settings = _settings()
     for summary in summarize_topics(settings, list(settings.topics.names().values())):
-        typer.echo(f"{summary.name:<32} partitions={summary.partitions:<3} messages={summary.messages}")
+        typer.echo(
+            f"{summary.name:<32} partitions={summary.partitions:<3} messages={summary.messages}"
+        )
 
 
 # -- schemas -----------------------------------------------------------------------------------
@@ -121,7 +131,9 @@ def schemas_check() -> None:
     store = load_store(_settings().schemas_dir)
     reports = check_store(store)
     for schema in store:
-        typer.echo(f"{schema.name} v{schema.version}  fingerprint={schema.fingerprint.hex()}  {schema.path.name}")
+        typer.echo(
+            f"{schema.name} v{schema.version}  fingerprint={schema.fingerprint.hex()}  {schema.path.name}"
+        )
     failed = False
     for report in reports:
         verdict = "ok" if report.ok else "INCOMPATIBLE"
@@ -139,18 +151,32 @@ def schemas_check() -> None:
 # -- replay and tail ---------------------------------------------------------------------------
 @app.command()
 def replay(
-    input: Annotated[Path, typer.Option("--input", "-i", exists=True, dir_okay=False, help="TLC parquet file.")],
-    rate: Annotated[float, typer.Option(min=0, help="Rides per second; 0 = as fast as possible.")] = 500.0,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rides (pickup order).")] = None,
+    input: Annotated[
+        Path, typer.Option("--input", "-i", exists=True, dir_okay=False, help="TLC parquet file.")
+    ],
+    rate: Annotated[
+        float, typer.Option(min=0, help="Rides per second; 0 = as fast as possible.")
+    ] = 500.0,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N rides (pickup order).")
+    ] = None,
     completions: Annotated[bool, typer.Option(help="Also publish RideCompleted.")] = True,
-    id_prefix: Annotated[str | None, typer.Option(help="Ride id prefix (default: the file's month).")] = None,
+    id_prefix: Annotated[
+        str | None, typer.Option(help="Ride id prefix (default: the file's month).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Replay a TLC month as live RideStarted / RideCompleted events."""
     from producers.replay import replay as run_replay
 
     summary = run_replay(
-        _settings(), input, rate, limit, completions=completions, id_prefix=id_prefix, progress=progress
+        _settings(),
+        input,
+        rate,
+        limit,
+        completions=completions,
+        id_prefix=id_prefix,
+        progress=progress,
     )
     typer.echo(
         f"published {summary.rides_started} RideStarted and {summary.rides_completed} RideCompleted "
@@ -163,9 +189,16 @@ def replay(
 
 @app.command()
 def tail(
-    topic: Annotated[str, typer.Argument(help="Topic name, or a role: started, completed, predictions, decisions, dlq.")],
+    topic: Annotated[
+        str,
+        typer.Argument(
+            help="Topic name, or a role: started, completed, predictions, decisions, dlq."
+        ),
+    ],
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after N messages.")] = None,
-    idle_timeout: Annotated[float, typer.Option(help="Stop after this many seconds without a message.")] = 5.0,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Stop after this many seconds without a message.")
+    ] = 5.0,
 ) -> None:
     """Print a topic's events, decoded, as JSON lines (from the beginning)."""
     from ridestream.tail import read_topic

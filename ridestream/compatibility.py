@@ -11,6 +11,7 @@ as a local timestamp decodes without error and still means something else.
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,10 @@ def _collect_names(schema: Any, namespace: str | None, names: dict[str, Any]) ->
             _collect_names(kind, namespace, names)
 
 
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
 class _Checker:
     def __init__(self, reader: Any, writer: Any) -> None:
         self.reader_names: dict[str, Any] = {}
@@ -74,8 +79,10 @@ class _Checker:
             return names.get(schema, schema)
         if isinstance(schema, dict) and isinstance(schema["type"], (dict, list)):
             return schema["type"]
-        if isinstance(schema, dict) and isinstance(schema["type"], str) and schema["type"] not in (
-            PRIMITIVES | NAMED | {"array", "map"}
+        if (
+            isinstance(schema, dict)
+            and isinstance(schema["type"], str)
+            and schema["type"] not in (PRIMITIVES | NAMED | {"array", "map"})
         ):
             return names.get(schema["type"], schema)
         return schema
@@ -129,10 +136,10 @@ class _Checker:
         finally:
             self._in_progress.discard(key)
 
-    def _names_match(self, reader: dict[str, Any], writer: dict[str, Any]) -> bool:
-        short = lambda s: s.rsplit(".", 1)[-1]  # noqa: E731
-        reader_names = {short(reader["name"])} | {short(a) for a in reader.get("aliases", [])}
-        return short(writer["name"]) in reader_names
+    @staticmethod
+    def _names_match(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
+        reader_names = {_short(reader["name"])} | {_short(a) for a in reader.get("aliases", [])}
+        return _short(writer["name"]) in reader_names
 
     def _complex(self, reader: Any, writer: Any, kind: str, path: str) -> list[str]:
         if kind == "array":
@@ -180,7 +187,9 @@ def roundtrip_problems(
         try:
             fastavro.schemaless_reader(buffer, writer.parsed, reader.parsed)
         except Exception as exc:  # any failure to resolve is the finding itself
-            return [f"v{reader.version} could not read a record written with v{writer.version}: {exc}"]
+            return [
+                f"v{reader.version} could not read a record written with v{writer.version}: {exc}"
+            ]
     return []
 
 
@@ -217,5 +226,5 @@ def check_store(store: SchemaStore) -> list[PairReport]:
     reports = []
     for name in store.names():
         versions = store.versions(name)
-        reports += [check_pair(a, b) for a, b in zip(versions, versions[1:], strict=False)]
+        reports += [check_pair(a, b) for a, b in itertools.pairwise(versions)]
     return reports

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -88,7 +88,7 @@ class SchemaStore:
         try:
             raw = json.loads(path.read_text())
             # Each file gets its own namespace of named types: versions redefine the same names.
-            parsed = fastavro.parse_schema(raw, named_schemas={})
+            parsed = cast(dict[str, Any], fastavro.parse_schema(raw, named_schemas={}))
         except (ValueError, fastavro.schema.SchemaParseException) as exc:
             raise SchemaError(f"{path.name}: {exc}") from exc
         if raw.get("type") != "record":

@@ -14,7 +14,7 @@ reason a dead letter carries.
 from __future__ import annotations
 
 import io
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import fastavro
 
@@ -66,7 +66,9 @@ class SingleObjectSerde:
         buffer = io.BytesIO()
         buffer.write(self.header)
         try:
-            fastavro.schemaless_writer(buffer, self.schema.parsed, record, strict_allow_default=True)
+            fastavro.schemaless_writer(
+                buffer, self.schema.parsed, record, strict_allow_default=True
+            )
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise ValidationError(_field_of(record, self.schema), str(exc)) from exc
         return buffer.getvalue()
@@ -92,7 +94,9 @@ class SingleObjectSerde:
         buffer = io.BytesIO(data)
         buffer.seek(HEADER_SIZE)
         try:
-            record: Record = fastavro.schemaless_reader(buffer, writer.parsed, self.schema.parsed)
+            record = cast(
+                Record, fastavro.schemaless_reader(buffer, writer.parsed, self.schema.parsed)
+            )
         except DecodeError:
             raise
         except Exception as exc:  # fastavro raises whatever the bytes provoke: all mean corrupt
@@ -180,6 +184,8 @@ def make_serde(name: str, settings: Settings, store: SchemaStore | None = None) 
         try:
             registry = SchemaRegistryClient.new_client(conf)
         except Exception as exc:
-            raise ConfigurationError(f"schema registry {settings.schema_registry_url}: {exc}") from exc
+            raise ConfigurationError(
+                f"schema registry {settings.schema_registry_url}: {exc}"
+            ) from exc
         return ConfluentSerde(name, registry, store)
     return SingleObjectSerde(name, store)

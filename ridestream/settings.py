@@ -18,7 +18,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 KafkaConfigValue = str | int | float | bool
 
 # Option names whose values must never reach a log line or an error message.
-_SECRET_MARKERS = ("password", "secret", "token", "key.pem", "sasl.jaas.config", "basic.auth.user.info")
+_SECRET_MARKERS = (
+    "password",
+    "secret",
+    "token",
+    "key.pem",
+    "sasl.jaas.config",
+    "basic.auth.user.info",
+)
 
 
 def redact(config: dict[str, KafkaConfigValue]) -> dict[str, KafkaConfigValue]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _MONTH_IN_NAME = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
 
 # Raw TLC column → ride column, with the type each is cast to (the months disagree on some).
-COLUMNS: dict[str, tuple[str, str]] = {
+COLUMNS: dict[str, tuple[str, Any]] = {
     "lpep_pickup_datetime": ("pickup_time", "datetime64[ms]"),
     "lpep_dropoff_datetime": ("dropoff_time", "datetime64[ms]"),
     "PULocationID": ("pickup_zone", "int32"),

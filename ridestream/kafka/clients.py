@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata
+from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
 from ridestream.exceptions import KafkaError
 from ridestream.settings import KafkaConfigValue, Settings

@@ -197,7 +197,11 @@ class LocalKafka:
     # -- configuration and storage --------------------------------------------------------------
     def server_properties(self) -> str:
         """A combined broker+controller node on loopback, replication factors of one."""
-        host, port, controller = self.settings.host, self.settings.port, self.settings.controller_port
+        host, port, controller = (
+            self.settings.host,
+            self.settings.port,
+            self.settings.controller_port,
+        )
         return "\n".join(
             [
                 "# Written by ridestream kafka start; edit the settings, not this file.",
@@ -333,7 +337,9 @@ class LocalKafka:
         )
         out.close()
         self.pid_path.write_text(str(process.pid))
-        logger.info("started Kafka %s (pid %s) at %s", self.settings.version, process.pid, self.bootstrap)
+        logger.info(
+            "started Kafka %s (pid %s) at %s", self.settings.version, process.pid, self.bootstrap
+        )
         self.wait_ready(process)
         return self.status()
 
@@ -370,7 +376,11 @@ class LocalKafka:
             return False
         os.kill(pid, signal.SIGTERM)
         if not self._wait_exit(pid, self.settings.stop_timeout_s):
-            logger.warning("Kafka (pid %s) ignored SIGTERM for %ss; killing it", pid, self.settings.stop_timeout_s)
+            logger.warning(
+                "Kafka (pid %s) ignored SIGTERM for %ss; killing it",
+                pid,
+                self.settings.stop_timeout_s,
+            )
             os.kill(pid, signal.SIGKILL)
             self._wait_exit(pid, 10)
         self.pid_path.unlink(missing_ok=True)
@@ -404,7 +414,10 @@ class LocalKafka:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 return True
-            if Path(f"/proc/{pid}/stat").exists() and b") Z " in Path(f"/proc/{pid}/stat").read_bytes():
+            if (
+                Path(f"/proc/{pid}/stat").exists()
+                and b") Z " in Path(f"/proc/{pid}/stat").read_bytes()
+            ):
                 return True  # a zombie of some other parent: it is dead
             time.sleep(0.1)
         return False

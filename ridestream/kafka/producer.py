@@ -21,7 +21,7 @@ from ridestream.exceptions import DeliveryError, KafkaError, QueueFullError
 
 logger = logging.getLogger(__name__)
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[Any, Message], None]
 
 
@@ -48,7 +48,9 @@ class ReliableProducer:
         ``on_delivery`` sees every delivery report too (metrics, latency sampling)."""
         self._producer = Producer(config)
         self._remember_errors = remember_errors
-        self._default_callback = self._on_delivery if on_delivery is None else self._chain(on_delivery)
+        self._default_callback = (
+            self._on_delivery if on_delivery is None else self._chain(on_delivery)
+        )
         self._queue_full_retries = queue_full_retries
         self._queue_full_wait_s = queue_full_wait_s
         self._first_error: DeliveryError | None = None
@@ -84,9 +86,7 @@ class ReliableProducer:
         callback = self._default_callback if on_delivery is None else self._chain(on_delivery)
         for attempt in range(self._queue_full_retries + 1):
             try:
-                self._producer.produce(
-                    topic, value, key, headers=headers, on_delivery=callback
-                )
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
                 break
             except BufferError:
                 if attempt == self._queue_full_retries:

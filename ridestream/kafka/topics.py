@@ -6,9 +6,8 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-from confluent_kafka.error import KafkaError as LibKafkaError
-
+from confluent_kafka import KafkaError as LibKafkaError
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ridestream.exceptions import KafkaError
@@ -27,7 +26,10 @@ def create_topics(
 ) -> dict[str, bool]:
     """Create topics that do not exist yet; returns name → True if created, False if it existed."""
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor) for name in names],
+        [
+            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            for name in names
+        ],
         operation_timeout=timeout_s,
         request_timeout=timeout_s,
     )
@@ -98,11 +100,15 @@ def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float)
     return int(low), int(high)
 
 
-def summarize_topics(settings: Settings, names: list[str], timeout_s: float = 10.0) -> list[TopicSummary]:
+def summarize_topics(
+    settings: Settings, names: list[str], timeout_s: float = 10.0
+) -> list[TopicSummary]:
     """Partition count and high-minus-low watermark per topic (transaction markers included)."""
     admin = AdminClient(common_config(settings))
     metadata = cluster_metadata(admin, timeout_s)
-    consumer = Consumer({**common_config(settings), "group.id": unique_group_id("ridestream-admin")})
+    consumer = Consumer(
+        {**common_config(settings), "group.id": unique_group_id("ridestream-admin")}
+    )
     summaries = []
     try:
         for name in names:

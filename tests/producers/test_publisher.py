@@ -64,7 +64,9 @@ def test_publishing_with_the_broker_down_fails_within_the_delivery_timeout() -> 
     publisher = RidePublisher(settings)
     publisher.publish_started(ride("r-1"))
     started = time.monotonic()
-    with pytest.raises(DeliveryError, match=r"delivery to .*rides\.started failed \(key='r-1'\).*timed out"):
+    with pytest.raises(
+        DeliveryError, match=r"delivery to .*rides\.started failed \(key='r-1'\).*timed out"
+    ):
         publisher.flush()
     # The error is the timeout the settings asked for, not an endless hang.
     assert time.monotonic() - started < 2.0 + 5
@@ -75,20 +77,26 @@ def test_the_async_publisher_returns_a_receipt(kafka_settings: Settings) -> None
     async def publish() -> Any:
         publisher = AsyncRidePublisher(kafka_settings)
         try:
-            return await publisher.publish_started(RideStarted.parse(ride("r-async", source="gateway", enhanced=True)))
+            return await publisher.publish_started(
+                RideStarted.parse(ride("r-async", source="gateway", enhanced=True))
+            )
         finally:
             publisher.close()
 
     receipt = asyncio.run(publish())
-    assert receipt.topic == kafka_settings.topics.full("started") and receipt.offset == 0
+    assert receipt.topic == kafka_settings.topics.full("started")
+    assert receipt.offset == 0
     [message] = consume_all(kafka_settings, receipt.topic, expected=1)
     event = SingleObjectSerde(RIDE_STARTED).decode(message.value())
-    assert event["source"] == "gateway" and event["enhanced"] is True
+    assert event["source"] == "gateway"
+    assert event["enhanced"] is True
 
 
 def test_the_async_publisher_validates_before_producing() -> None:
     async def publish() -> None:
-        publisher = AsyncRidePublisher(make_settings(f"127.0.0.1:{free_port()}", delivery_timeout_ms=1000))
+        publisher = AsyncRidePublisher(
+            make_settings(f"127.0.0.1:{free_port()}", delivery_timeout_ms=1000)
+        )
         try:
             await publisher.publish_started(ride("r", passenger_count=40))
         finally:
@@ -113,14 +121,17 @@ def test_a_batch_arrives_whole_and_decodes_to_its_rows(kafka_settings: Settings)
     messages = consume_all(kafka_settings, kafka_settings.topics.full("started"), expected=2000)
     serde = SingleObjectSerde(RIDE_STARTED)
     by_id = {m.key().decode(): RideStarted.parse(serde.decode(m.value())) for m in messages}
-    assert len(messages) == 2000 and len(by_id) == 2000
+    assert len(messages) == 2000
+    assert len(by_id) == 2000
     assert len({event.event_id for event in by_id.values()}) == 2000
     for row in frame.sample(200, random_state=1).itertuples():
         event = by_id[row.ride_id]
         assert event.source == "gateway"
         assert event.pickup_time == row.pickup_time.to_pydatetime()
         assert (event.pickup_zone, event.dropoff_zone, event.trip_distance) == (
-            row.pickup_zone, row.dropoff_zone, row.trip_distance,
+            row.pickup_zone,
+            row.dropoff_zone,
+            row.trip_distance,
         )
         assert event.payment_type == (None if pd.isna(row.payment_type) else row.payment_type)
 

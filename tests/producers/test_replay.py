@@ -45,12 +45,16 @@ def test_schedule_paces_starts_and_compresses_durations() -> None:
 def test_schedule_without_completions_or_rate() -> None:
     frame = rides([10.0, 20.0], gaps_s=[60.0])
     due, kinds, _, _ = schedule(frame, rate=0, completions=False)
-    assert list(due) == [0.0, 0.0] and set(kinds) == {START}
+    assert list(due) == [0.0, 0.0]
+    assert set(kinds) == {START}
 
 
 def check_topics(settings: Settings, expected_ids: list[str]) -> None:
     """Every ride exactly once on each topic, keyed by its id, decoding to a valid event."""
-    for role, name, model in (("started", RIDE_STARTED, RideStarted), ("completed", RIDE_COMPLETED, RideCompleted)):
+    for role, name, model in (
+        ("started", RIDE_STARTED, RideStarted),
+        ("completed", RIDE_COMPLETED, RideCompleted),
+    ):
         messages = consume_all(settings, settings.topics.full(role), expected=len(expected_ids))
         serde = SingleObjectSerde(name)
         events = [model.parse(serde.decode(m.value())) for m in messages]
@@ -58,19 +62,29 @@ def check_topics(settings: Settings, expected_ids: list[str]) -> None:
         duplicates = [key for key, n in counts.items() if n > 1]
         assert duplicates == [], f"{role}: duplicated rides {duplicates[:5]}"
         assert sorted(counts) == expected_ids, f"{role}: {len(counts)} of {len(expected_ids)} rides"
-        assert all(event.ride_id == m.key().decode() for event, m in zip(events, messages, strict=True))
+        assert all(
+            event.ride_id == m.key().decode() for event, m in zip(events, messages, strict=True)
+        )
 
 
 @pytest.mark.kafka
 def test_ten_thousand_real_rides_arrive_exactly_once(kafka_settings: Settings) -> None:
-    summary = replay(kafka_settings, FEBRUARY, rate=0, limit=10_000, id_prefix="feb-", progress=False)
-    assert (summary.rides_started, summary.rides_completed, summary.invalid_events) == (10_000, 10_000, 0)
+    summary = replay(
+        kafka_settings, FEBRUARY, rate=0, limit=10_000, id_prefix="feb-", progress=False
+    )
+    assert (summary.rides_started, summary.rides_completed, summary.invalid_events) == (
+        10_000,
+        10_000,
+        0,
+    )
     check_topics(kafka_settings, [f"feb-{i:07d}" for i in range(10_000)])
 
 
 @pytest.mark.kafka
 @pytest.mark.slow
-def test_a_broker_killed_and_restarted_during_a_replay_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def test_a_broker_killed_and_restarted_during_a_replay_loses_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
     broker = LocalKafka(local_kafka_settings(tmp_path / "broker"))
     broker.start()
     try:
@@ -81,7 +95,9 @@ def test_a_broker_killed_and_restarted_during_a_replay_loses_and_doubles_nothing
 
         def run() -> None:
             try:
-                outcome["summary"] = replay(settings, FEBRUARY, rate=2000, limit=10_000, id_prefix="k-", progress=False)
+                outcome["summary"] = replay(
+                    settings, FEBRUARY, rate=2000, limit=10_000, id_prefix="k-", progress=False
+                )
             except BaseException as exc:
                 outcome["error"] = exc
 

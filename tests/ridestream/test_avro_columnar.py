@@ -65,7 +65,9 @@ def test_pandas_columns_with_missing_values_encode_like_none() -> None:
             "event_time": pd.to_datetime(["2026-01-01T00:00:00.123Z"] * 3, utc=True),
             "source": ["backend", "gateway", "backend"],
             "enhanced": [False, True, False],
-            "pickup_time": pd.to_datetime(["2023-02-01 08:00:00", "2023-02-01 09:30:15", "2023-02-02 00:00:00"]),
+            "pickup_time": pd.to_datetime(
+                ["2023-02-01 08:00:00", "2023-02-01 09:30:15", "2023-02-02 00:00:00"]
+            ),
             "pickup_zone": pd.array([1, 2, 3], dtype="int32"),
             "dropoff_zone": pd.array([4, 5, 6], dtype="int32"),
             "trip_distance": [1.5, 0.0, 12.25],
@@ -80,7 +82,9 @@ def test_pandas_columns_with_missing_values_encode_like_none() -> None:
     decoded = [serde.decode(data) for data in encoded]
     assert [d["passenger_count"] for d in decoded] == [1, None, 3]
     assert [d["pickup_time"].isoformat() for d in decoded] == [
-        "2023-02-01T08:00:00", "2023-02-01T09:30:15", "2023-02-02T00:00:00"
+        "2023-02-01T08:00:00",
+        "2023-02-01T09:30:15",
+        "2023-02-02T00:00:00",
     ]
     assert decoded[0]["event_time"].isoformat() == "2026-01-01T00:00:00.123000+00:00"
     assert [str(d["event_id"]) for d in decoded] == list(frame["event_id"])
@@ -91,9 +95,16 @@ def test_bad_columns_are_named() -> None:
     encoder = ColumnarEncoder(serde.schema, serde.header)
     names = [f["name"] for f in serde.schema.raw["fields"]]
     record = {
-        "ride_id": "r", "target": "cost", "value": 12.5, "model_name": "ride-cost", "model_version": "3",
-        "role": "champion", "source_event_id": uuid.uuid4(), "source_event_time": datetime.now(UTC),
-        "pickup_time": datetime(2023, 2, 1), "predicted_at": datetime.now(UTC),
+        "ride_id": "r",
+        "target": "cost",
+        "value": 12.5,
+        "model_name": "ride-cost",
+        "model_version": "3",
+        "role": "champion",
+        "source_event_id": uuid.uuid4(),
+        "source_event_time": datetime.now(UTC),
+        "pickup_time": datetime(2023, 2, 1),
+        "predicted_at": datetime.now(UTC),
     }
     columns = as_columns([record], names)
     with pytest.raises(ValidationError, match="target: 'speed' is not one of"):

@@ -20,8 +20,11 @@ from tests.conftest import make_settings
 def cli(bootstrap: str) -> Iterator[tuple[CliRunner, dict[str, str]]]:
     """A CLI runner whose environment points at the session broker with fresh topic names."""
     prefix = f"cli{uuid.uuid4().hex[:8]}."
-    env = {"RIDESTREAM_KAFKA_BOOTSTRAP": bootstrap, "RIDESTREAM_TOPICS__PREFIX": prefix,
-           "RIDESTREAM_TOPICS__PARTITIONS": "2"}
+    env = {
+        "RIDESTREAM_KAFKA_BOOTSTRAP": bootstrap,
+        "RIDESTREAM_TOPICS__PREFIX": prefix,
+        "RIDESTREAM_TOPICS__PARTITIONS": "2",
+    }
     get_settings.cache_clear()
     yield CliRunner(), env
     get_settings.cache_clear()
@@ -44,12 +47,24 @@ def test_create_replay_list_and_tail(cli: tuple[CliRunner, dict[str, str]]) -> N
     assert f"{prefix}rides.dlq: created" in created.output
     assert "rides.started: exists" in invoke(cli, "topics", "create").output
 
-    replayed = invoke(cli, "replay", "--input", str(month_file("2023-02")), "--rate", "0", "--limit", "50", "--no-progress")
+    replayed = invoke(
+        cli,
+        "replay",
+        "--input",
+        str(month_file("2023-02")),
+        "--rate",
+        "0",
+        "--limit",
+        "50",
+        "--no-progress",
+    )
     assert replayed.exit_code == 0, replayed.output
     assert "published 50 RideStarted and 50 RideCompleted" in replayed.output
 
     listed = invoke(cli, "topics", "list").output
-    assert f"{prefix}rides.started" in listed and "partitions=2" in listed and "messages=50" in listed
+    assert f"{prefix}rides.started" in listed
+    assert "partitions=2" in listed
+    assert "messages=50" in listed
 
     tailed = invoke(cli, "tail", "started", "--limit", "3", "--idle-timeout", "5")
     lines = [json.loads(line) for line in tailed.output.splitlines()]
@@ -61,7 +76,9 @@ def test_create_replay_list_and_tail(cli: tuple[CliRunner, dict[str, str]]) -> N
 def test_settings_are_shown_with_secrets_masked() -> None:
     get_settings.cache_clear()
     result = CliRunner().invoke(
-        app, ["settings"], env={"RIDESTREAM_KAFKA_CONFIG": '{"sasl.password": "hunter2", "sasl.username": "svc"}'}
+        app,
+        ["settings"],
+        env={"RIDESTREAM_KAFKA_CONFIG": '{"sasl.password": "hunter2", "sasl.username": "svc"}'},
     )
     get_settings.cache_clear()
     assert result.exit_code == 0
@@ -73,9 +90,11 @@ def test_settings_are_shown_with_secrets_masked() -> None:
 def test_status_of_a_broker_that_is_not_running_exits_1(tmp_path: Path) -> None:
     get_settings.cache_clear()
     result = CliRunner().invoke(
-        app, ["kafka", "status"],
+        app,
+        ["kafka", "status"],
         env={"RIDESTREAM_LOCAL_KAFKA__HOME": str(tmp_path), "RIDESTREAM_LOCAL_KAFKA__PORT": "1"},
     )
     get_settings.cache_clear()
     assert result.exit_code == 1
-    assert "running=False" in result.output and "answers=False" in result.output
+    assert "running=False" in result.output
+    assert "answers=False" in result.output

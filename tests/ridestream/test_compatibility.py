@@ -70,7 +70,9 @@ def test_a_new_enum_symbol_breaks_forward_unless_the_reader_has_a_default() -> N
     v2 = changed(retype=("kind", {"type": "enum", "name": "Kind", "symbols": ["a", "b", "c"]}))
     assert reader_problems(v2, V1) == []
     assert "lacks symbols ['c']" in reader_problems(V1, v2)[0]
-    v1_with_default = changed(retype=("kind", {"type": "enum", "name": "Kind", "symbols": ["a", "b"], "default": "a"}))
+    v1_with_default = changed(
+        retype=("kind", {"type": "enum", "name": "Kind", "symbols": ["a", "b"], "default": "a"})
+    )
     assert reader_problems(v1_with_default, v2) == []
 
 
@@ -100,7 +102,9 @@ def test_check_store_reports_each_step(tmp_path: Path) -> None:
     assert reports[1].backward == ["must: new field without a default"]
 
 
-def test_schemas_check_passes_on_the_project_and_fails_on_a_breaking_version(tmp_path: Path) -> None:
+def test_schemas_check_passes_on_the_project_and_fails_on_a_breaking_version(
+    tmp_path: Path,
+) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["schemas", "check"])
     assert result.exit_code == 0, result.output

@@ -16,7 +16,14 @@ from ridestream.exceptions import ValidationError
 from ridestream.schemas import load_store
 from ridestream.serde import SingleObjectSerde
 
-PY_OF_AVRO = {"string": str, "int": int, "long": int, "double": float, "float": float, "boolean": bool}
+PY_OF_AVRO = {
+    "string": str,
+    "int": int,
+    "long": int,
+    "double": float,
+    "float": float,
+    "boolean": bool,
+}
 # An instant must be timezone-aware and a local wall-clock time naive, or the meaning drifts.
 PY_OF_LOGICAL = {
     "uuid": uuid.UUID,
@@ -43,9 +50,15 @@ def avro_matches(annotation: Any, avro: Any) -> bool:
     if avro["type"] == "enum":
         return get_origin(annotation) is Literal and list(get_args(annotation)) == avro["symbols"]
     if avro["type"] == "array":
-        return get_origin(annotation) is list and avro_matches(get_args(annotation)[0], avro["items"])
+        return get_origin(annotation) is list and avro_matches(
+            get_args(annotation)[0], avro["items"]
+        )
     if avro["type"] == "record":
-        return isinstance(annotation, type) and issubclass(annotation, BaseModel) and model_matches(annotation, avro) == []
+        return (
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and model_matches(annotation, avro) == []
+        )
     return avro_matches(annotation, avro["type"])
 
 
@@ -77,10 +90,10 @@ def test_the_checker_notices_a_drifted_model() -> None:
         ride_id: str
         pickup_zone: int | None = None
 
-    schema = {"fields": [{"name": "ride_id", "type": "string"}, {"name": "pickup_zone", "type": "int"}]}
-    assert model_matches(Drifted, schema) == [
-        "pickup_zone: int | None does not match int"
-    ]
+    schema = {
+        "fields": [{"name": "ride_id", "type": "string"}, {"name": "pickup_zone", "type": "int"}]
+    }
+    assert model_matches(Drifted, schema) == ["pickup_zone: int | None does not match int"]
 
 
 def valid_ride(**changes: Any) -> dict[str, Any]:
@@ -129,8 +142,14 @@ def test_a_model_encodes_and_decodes_to_itself(model: type[Event]) -> None:
         event = RideStarted.parse(valid_ride())
     else:
         event = RideCompleted.parse(
-            {"ride_id": "r", "dropoff_time": datetime(2023, 2, 1, 9), "duration_minutes": 12.5,
-             "fare_amount": 14.2, "tip_amount": 2.0, "total_amount": 19.0}
+            {
+                "ride_id": "r",
+                "dropoff_time": datetime(2023, 2, 1, 9),
+                "duration_minutes": 12.5,
+                "fare_amount": 14.2,
+                "tip_amount": 2.0,
+                "total_amount": 19.0,
+            }
         )
     serde = SingleObjectSerde(model.schema_name)
     assert model.parse(serde.decode(serde.encode(event.to_record()))) == event

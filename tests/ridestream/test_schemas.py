@@ -52,13 +52,25 @@ def test_files_must_follow_the_naming_scheme(tmp_path: Path) -> None:
 
 def test_versions_must_not_have_gaps(tmp_path: Path) -> None:
     write(tmp_path, "thing.v1.avsc", RECORD)
-    write(tmp_path, "thing.v3.avsc", {**RECORD, "doc": "x", "fields": [*RECORD["fields"], {"name": "b", "type": "int", "default": 0}]})  # type: ignore[list-item]
+    write(
+        tmp_path,
+        "thing.v3.avsc",
+        {
+            **RECORD,
+            "doc": "x",
+            "fields": [*RECORD["fields"], {"name": "b", "type": "int", "default": 0}],
+        },
+    )  # type: ignore[list-item]
     with pytest.raises(SchemaError, match="without gaps"):
         SchemaStore(tmp_path)
 
 
 def test_an_unparseable_schema_is_named(tmp_path: Path) -> None:
-    write(tmp_path, "thing.v1.avsc", {"type": "record", "name": "Thing", "fields": [{"name": "a", "type": "nope"}]})
+    write(
+        tmp_path,
+        "thing.v1.avsc",
+        {"type": "record", "name": "Thing", "fields": [{"name": "a", "type": "nope"}]},
+    )
     with pytest.raises(SchemaError, match=r"thing\.v1\.avsc"):
         SchemaStore(tmp_path)
 

@@ -126,16 +126,16 @@ def evolved_store(tmp_path: Path) -> SchemaStore:
     """The project's schemas plus a RideStarted v2 with one new optional field."""
     shutil.copytree(default_schemas_dir(), tmp_path, dirs_exist_ok=True)
     v2 = json.loads((tmp_path / "ride_started.v1.avsc").read_text())
-    v2["fields"].append(
-        {"name": "surge_multiplier", "type": ["null", "double"], "default": None}
-    )
+    v2["fields"].append({"name": "surge_multiplier", "type": ["null", "double"], "default": None})
     (tmp_path / "ride_started.v2.avsc").write_text(json.dumps(v2))
     return SchemaStore(tmp_path)
 
 
 @settings(max_examples=50, deadline=None)
 @given(surge=st.none() | st.floats(1.0, 5.0))
-def test_schema_evolution_old_reads_new_and_new_reads_old(tmp_path_factory: pytest.TempPathFactory, surge: float | None) -> None:
+def test_schema_evolution_old_reads_new_and_new_reads_old(
+    tmp_path_factory: pytest.TempPathFactory, surge: float | None
+) -> None:
     store = evolved_store(tmp_path_factory.mktemp("schemas"))
     old = SingleObjectSerde(RIDE_STARTED, store, version=1)
     new = SingleObjectSerde(RIDE_STARTED, store, version=2)
@@ -159,6 +159,7 @@ def test_confluent_framing_against_the_client_librarys_mock_registry() -> None:
     schema_id = int.from_bytes(data[1:5], "big")
     assert "RideStarted" in serde.registry.get_schema(schema_id).schema_str
     decoded = serde.decode(data, "rides.started")
-    assert decoded["ride_id"] == "r-1" and decoded["pickup_zone"] == 74
+    assert decoded["ride_id"] == "r-1"
+    assert decoded["pickup_zone"] == 74
     with pytest.raises(NotSingleObjectError):
         serde.decode(b"\xc3\x01whatever", "rides.started")

@@ -32,7 +32,9 @@ def test_environment_with_prefix_and_nested_groups(monkeypatch: pytest.MonkeyPat
     assert settings.bootstrap_servers == "127.0.0.1:19092"
 
 
-def test_librdkafka_options_pass_through_under_their_own_names(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_librdkafka_options_pass_through_under_their_own_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     settings = settings_from_env(
         monkeypatch,
         RIDESTREAM_KAFKA_BOOTSTRAP="broker-1:9093,broker-2:9093",
@@ -48,7 +50,8 @@ def test_librdkafka_options_pass_through_under_their_own_names(monkeypatch: pyte
         assert config["sasl.password"] == "hunter2"
         assert config["ssl.ca.location"] == "/etc/ca.pem"
     assert produced["linger.ms"] == 20  # the setting wins over the default
-    assert produced["enable.idempotence"] is True and produced["acks"] == "all"
+    assert produced["enable.idempotence"] is True
+    assert produced["acks"] == "all"
     assert consumed["isolation.level"] == "read_committed"
     assert consumed["enable.auto.commit"] is False
 

@@ -17,7 +17,8 @@ def february() -> tuple[pd.DataFrame, object]:
 def test_both_months_load_with_the_same_types() -> None:
     january, february = load_raw(month_file("2023-01")), load_raw(month_file("2023-02"))
     assert (january.dtypes == february.dtypes).all()
-    assert len(january) == 68_211 and len(february) == 64_809  # the rows SOURCES.md counts
+    assert len(january) == 68_211
+    assert len(february) == 64_809
 
 
 def test_cleaned_rides_satisfy_every_filter(february: tuple[pd.DataFrame, object]) -> None:
@@ -26,9 +27,11 @@ def test_cleaned_rides_satisfy_every_filter(february: tuple[pd.DataFrame, object
     assert rides["duration_minutes"].between(MIN_MINUTES, MAX_MINUTES).all()
     assert (rides["pickup_time"].dt.to_period("M") == pd.Period("2023-02")).all()
     assert ((rides["trip_distance"] > 0) & (rides["trip_distance"] <= 100)).all()
-    assert (rides["cost"] > 0).all() and (rides["tip_amount"] >= 0).all()
+    assert (rides["cost"] > 0).all()
+    assert (rides["tip_amount"] >= 0).all()
     assert rides["pickup_time"].is_monotonic_increasing
-    assert report.dropped["duration"] > 0 and report.dropped["distance"] > 0
+    assert report.dropped["duration"] > 0
+    assert report.dropped["distance"] > 0
 
 
 def test_missing_values_survive_cleaning_as_real_events_carry_them(
@@ -50,7 +53,9 @@ def test_every_cleaned_ride_is_a_valid_event(february: tuple[pd.DataFrame, objec
                 "pickup_zone": row.pickup_zone,
                 "dropoff_zone": row.dropoff_zone,
                 "trip_distance": row.trip_distance,
-                "passenger_count": None if pd.isna(row.passenger_count) else int(row.passenger_count),
+                "passenger_count": None
+                if pd.isna(row.passenger_count)
+                else int(row.passenger_count),
                 "vendor_id": None if pd.isna(row.vendor_id) else int(row.vendor_id),
                 "rate_code": None if pd.isna(row.rate_code) else int(row.rate_code),
                 "payment_type": None if pd.isna(row.payment_type) else int(row.payment_type),

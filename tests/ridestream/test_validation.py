@@ -51,15 +51,29 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 @given(st.lists(ride_rows, min_size=1, max_size=20))
 def test_batch_verdicts_equal_single_event_verdicts(rows: list[dict[str, Any]]) -> None:
     problems = {p.row: p.field for p in find_problems(RideStarted, to_frame(rows))}
-    expected = {i: field for i, row in enumerate(rows) if (field := pydantic_verdict(row)) is not None}
+    expected = {
+        i: field for i, row in enumerate(rows) if (field := pydantic_verdict(row)) is not None
+    }
     assert problems == expected
 
 
 def test_reasons_say_what_the_rule_is() -> None:
     frame = to_frame(
-        [{"ride_id": "r", "pickup_time": datetime(2023, 2, 1), "pickup_zone": 999, "dropoff_zone": 1,
-          "trip_distance": 1.0, "passenger_count": None, "vendor_id": None, "rate_code": None,
-          "payment_type": None, "trip_type": None, "source": "backend"}]
+        [
+            {
+                "ride_id": "r",
+                "pickup_time": datetime(2023, 2, 1),
+                "pickup_zone": 999,
+                "dropoff_zone": 1,
+                "trip_distance": 1.0,
+                "passenger_count": None,
+                "vendor_id": None,
+                "rate_code": None,
+                "payment_type": None,
+                "trip_type": None,
+                "source": "backend",
+            }
+        ]
     )
     [problem] = find_problems(RideStarted, frame)
     assert (problem.row, problem.field) == (0, "pickup_zone")

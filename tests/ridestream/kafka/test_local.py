@@ -9,7 +9,7 @@ import pytest
 
 from ridestream.exceptions import BrokerError
 from ridestream.kafka.local import LocalKafka, check_java, new_cluster_id, parse_java_major
-from tests.conftest import free_port, local_kafka_settings
+from tests.conftest import local_kafka_settings
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,9 @@ def test_the_machines_java_is_new_enough() -> None:
 def test_a_missing_maven_is_reported_before_anything_is_fetched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = local_kafka_settings(tmp_path / "home").model_copy(update={"cache_dir": tmp_path / "cache"})
+    settings = local_kafka_settings(tmp_path / "home").model_copy(
+        update={"cache_dir": tmp_path / "cache"}
+    )
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(BrokerError, match=r"Maven \(mvn\) is needed.*apt-get install maven"):
         LocalKafka(settings).fetch_jars()
@@ -57,7 +59,9 @@ def test_a_taken_port_is_reported_with_the_setting_to_change(tmp_path: Path) -> 
         squatter.listen()
         taken = squatter.getsockname()[1]
         settings = local_kafka_settings(tmp_path).model_copy(update={"port": taken})
-        with pytest.raises(BrokerError, match=rf"port {taken} .* taken.*RIDESTREAM_LOCAL_KAFKA__PORT"):
+        with pytest.raises(
+            BrokerError, match=rf"port {taken} .* taken.*RIDESTREAM_LOCAL_KAFKA__PORT"
+        ):
             LocalKafka(settings).start()
 
 
@@ -79,7 +83,8 @@ def test_server_properties_bind_loopback_with_single_node_replication(tmp_path: 
 
 def test_cluster_ids_are_kafka_shaped() -> None:
     cluster_id = new_cluster_id()
-    assert len(cluster_id) == 22 and "=" not in cluster_id
+    assert len(cluster_id) == 22
+    assert "=" not in cluster_id
 
 
 @pytest.mark.kafka
@@ -89,7 +94,8 @@ def test_start_reuses_a_running_broker_and_stop_is_clean(session_broker: LocalKa
     pid = session_broker.pid()
     assert pid is not None
     again = session_broker.start()
-    assert again.pid == pid and again.answers
+    assert again.pid == pid
+    assert again.answers
     assert os.path.exists(session_broker.data_dir / "meta.properties")
 
 
@@ -98,18 +104,21 @@ def test_a_broker_stops_cleanly_and_restarts_on_its_formatted_storage(tmp_path: 
     broker = LocalKafka(local_kafka_settings(tmp_path))
     try:
         first = broker.start()
-        assert first.answers and first.pid is not None
+        assert first.answers
+        assert first.pid is not None
         meta = (broker.data_dir / "meta.properties").read_text()
         assert broker.stop() is True
-        assert broker.status().running is False and not broker.answers(timeout_s=1)
+        assert broker.status().running is False
+        assert not broker.answers(timeout_s=1)
         second = broker.start()
-        assert second.answers and second.pid != first.pid
+        assert second.answers
+        assert second.pid != first.pid
         assert (broker.data_dir / "meta.properties").read_text() == meta  # formatted once
         # A clean shutdown leaves Kafka's own marker that the logs need no recovery.
         assert broker.stop() is True
         assert (broker.data_dir / ".kafka_cleanshutdown").exists() or any(
-            "shut down completed" in line for line in (broker.logs_dir / "server.log").read_text().splitlines()
+            "shut down completed" in line
+            for line in (broker.logs_dir / "server.log").read_text().splitlines()
         )
     finally:
         broker.stop()
-

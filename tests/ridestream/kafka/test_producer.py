@@ -23,7 +23,8 @@ def test_a_failed_delivery_reaches_the_caller_on_flush() -> None:
     producer.produce("rides.started", b"x", key="r-1")
     with pytest.raises(DeliveryError, match=r"rides\.started.*r-1.*timed out"):
         producer.flush(10)
-    assert producer.failed == 1 and producer.delivered == 0
+    assert producer.failed == 1
+    assert producer.delivered == 0
 
 
 def test_a_failed_delivery_is_raised_on_the_next_produce() -> None:
@@ -37,7 +38,9 @@ def test_a_failed_delivery_is_raised_on_the_next_produce() -> None:
 
 
 def test_a_full_queue_is_retried_a_bounded_number_of_times() -> None:
-    config = producer_config(dead_broker_settings(timeout_ms=60_000), **{"queue.buffering.max.messages": 1})
+    config = producer_config(
+        dead_broker_settings(timeout_ms=60_000), **{"queue.buffering.max.messages": 1}
+    )
     producer = ReliableProducer(config, queue_full_retries=2, queue_full_wait_s=0.05)
     producer.produce("rides.started", b"x", key="r-1")
     with pytest.raises(QueueFullError, match="still full after 2 waits"):
@@ -51,7 +54,9 @@ def test_acknowledged_messages_are_all_on_the_topic(kafka_settings: Settings) ->
         for i in range(500):
             producer.produce(topic, f"v{i}".encode(), key=f"r-{i}")
     assert producer.delivered == 500
-    assert sorted(keys(consume_all(kafka_settings, topic, expected=500))) == sorted(f"r-{i}" for i in range(500))
+    assert sorted(keys(consume_all(kafka_settings, topic, expected=500))) == sorted(
+        f"r-{i}" for i in range(500)
+    )
 
 
 @pytest.mark.kafka
@@ -61,13 +66,16 @@ def test_async_send_returns_the_broker_coordinates(kafka_settings: Settings) -> 
     async def send_some() -> list[int]:
         producer = AsyncProducer(producer_config(kafka_settings))
         try:
-            messages = await asyncio.gather(*(producer.send(topic, b"v", f"k{i}") for i in range(20)))
+            messages = await asyncio.gather(
+                *(producer.send(topic, b"v", f"k{i}") for i in range(20))
+            )
         finally:
             producer.close()
         return [m.offset() for m in messages]
 
     offsets = asyncio.run(send_some())
-    assert len(offsets) == 20 and all(offset >= 0 for offset in offsets)
+    assert len(offsets) == 20
+    assert all(offset >= 0 for offset in offsets)
 
 
 def test_async_send_raises_the_delivery_failure() -> None:
