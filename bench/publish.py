@@ -26,7 +26,7 @@ import pandas as pd
 
 from bench.common import broker_for, drop_topic, fresh_topic, machine, percentile, write_results
 from producers.publisher import RidePublisher
-from producers.replay import STARTED_FIELDS, event_fields
+from producers.replay import STARTED_FIELDS
 from ridestream.avro_columnar import ColumnarEncoder, random_uuids
 from ridestream.events import RideStarted
 from ridestream.kafka.local import LocalKafka, java_executable
@@ -61,6 +61,26 @@ def ride_frame(count: int) -> pd.DataFrame:
     cycled = rides.iloc[np.arange(count) % len(rides)].reset_index(drop=True)
     cycled["ride_id"] = [f"bench-{i:08d}" for i in range(count)]
     return cycled[RIDE_COLUMNS]
+
+
+def _column(rides: pd.DataFrame, name: str) -> list[Any]:
+    series = rides[name]
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return list(series.dt.to_pydatetime())
+    if pd.api.types.is_integer_dtype(series.dtype):  # nullable Int32: <NA> becomes None
+        return [None if pd.isna(v) else int(v) for v in series.tolist()]
+    return series.tolist()
+
+
+def event_fields(
+    rides: pd.DataFrame, ids: list[str], fields: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Per ride, the given fields plus its ride_id, as plain Python values (None for missing)."""
+    columns = [_column(rides, name) for name in fields]
+    return [
+        {"ride_id": ride_id, **dict(zip(fields, values, strict=True))}
+        for ride_id, *values in zip(ids, *columns, strict=True)
+    ]
 
 
 def ride_mappings(frame: pd.DataFrame) -> list[dict[str, Any]]:

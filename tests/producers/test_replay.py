@@ -116,3 +116,19 @@ def test_a_broker_killed_and_restarted_during_a_replay_loses_and_doubles_nothing
         check_topics(settings, [f"k-{i:07d}" for i in range(10_000)])
     finally:
         broker.stop()
+
+
+@pytest.mark.kafka
+def test_rows_the_contract_refuses_are_skipped_counted_and_the_rest_published(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    raw = pd.read_parquet(FEBRUARY).head(300)
+    raw.loc[raw.index[10], "payment_type"] = 9  # passes cleaning, breaks RideStarted's 0-6
+    month = tmp_path / "green_tripdata_2023-02.parquet"
+    raw.to_parquet(month)
+    summary = replay(kafka_settings, month, rate=0, id_prefix="p-", progress=False)
+    assert summary.invalid_events == 1
+    published = summary.cleaning["rows_out"] - 1
+    assert (summary.rides_started, summary.rides_completed) == (published, published)
+    messages = consume_all(kafka_settings, kafka_settings.topics.full("started"), expected=published)
+    assert len(messages) == published
