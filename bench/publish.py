@@ -9,7 +9,7 @@ baseline the batch path improves on. Kafka's is ``org.apache.kafka.tools.Produce
 from the kafka-tools jar. Each side runs ``--runs`` times, alternating; the median run is
 reported, with where our time goes per stage.
 
-    python -m bench.publish [--rides 300000] [--runs 3]
+    python -m bench.publish [--rides 1000000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rides", type=int, default=300_000)
+    parser.add_argument("--rides", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=10_000)
     parser.add_argument(

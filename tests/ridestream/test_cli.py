@@ -98,3 +98,27 @@ def test_status_of_a_broker_that_is_not_running_exits_1(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "running=False" in result.output
     assert "answers=False" in result.output
+
+
+def test_the_console_script_turns_a_known_error_into_one_line_and_exit_1(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env = {
+            **os.environ,
+            "RIDESTREAM_LOCAL_KAFKA__PORT": str(port),
+            "RIDESTREAM_LOCAL_KAFKA__HOME": str(tmp_path),
+        }
+        ridestream = Path(sys.executable).with_name("ridestream")
+        result = subprocess.run(
+            [str(ridestream), "kafka", "start"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 1
+    assert f"error: port {port} on 127.0.0.1 is taken" in result.stderr
+    assert "Traceback" not in result.stderr
