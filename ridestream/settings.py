@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaConfigValue = str | int | float | bool
@@ -78,6 +78,46 @@ class LocalKafkaSettings(BaseModel):
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class MlflowSettings(BaseModel):
+    """Tracking and registry: a local SQLite file and artifact folder unless a server is set."""
+
+    tracking_uri: str | None = Field(
+        default=None, description="e.g. http://127.0.0.1:5000; unset = the local SQLite store."
+    )
+    home: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "mlflow")
+    experiment: str = "ridestream"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The tracking (and registry) URI every process uses."""
+        return self.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Where the local store keeps artifacts (models, plots, profiles)."""
+        return self.home / "artifacts"
+
+
+class ModelSettings(BaseModel):
+    """How services load models from the registry."""
+
+    backend: Literal["booster", "lleaves"] = "booster"
+    poll_interval_s: float = Field(default=10.0, gt=0, description="How often aliases are re-read.")
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "models")
+
+
+class KestraSettings(BaseModel):
+    """The Kestra server that orchestrates training (unset URL = no Kestra)."""
+
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    tenant: str = "main"
+    namespace: str = "ridestream"
+    flow_id: str = "train-models"
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything configurable in ridestream; build it once and hand it to the clients."""
 
@@ -105,6 +145,9 @@ class Settings(BaseSettings):
     )
     queue_full_retries: int = Field(default=20, ge=0)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    kestra: KestraSettings = Field(default_factory=KestraSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     schema_registry_url: str | None = Field(
         default=None,

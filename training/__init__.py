@@ -1,2 +1,2 @@
-"""Training, evaluation, registration and the Kestra flow (issue "Models"). Not built yet; the
-package exists so the layout of DESIGN.md is in place."""
+"""Training on real TLC data: features → LightGBM per target → MLflow tracking and registry, with
+champion/challenger gating; the Kestra flow that runs it on a schedule lives in ``kestra/``."""

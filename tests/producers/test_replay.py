@@ -130,5 +130,7 @@ def test_rows_the_contract_refuses_are_skipped_counted_and_the_rest_published(
     assert summary.invalid_events == 1
     published = summary.cleaning["rows_out"] - 1
     assert (summary.rides_started, summary.rides_completed) == (published, published)
-    messages = consume_all(kafka_settings, kafka_settings.topics.full("started"), expected=published)
+    messages = consume_all(
+        kafka_settings, kafka_settings.topics.full("started"), expected=published
+    )
     assert len(messages) == published

@@ -1,0 +1,147 @@
+"""The one feature function: training, batch scoring, the predictors and the gateway all call it,
+so there is no train/serve skew by construction.
+
+It is vectorized over a batch with numpy (no per-row Python) and takes either a DataFrame or a
+mapping of columns (lists or arrays), so a single gateway request and a decoded Kafka batch go
+through the same code as a training month. What real events carry is handled here: missing
+passenger count, rate code, payment type or trip type become NaN (LightGBM routes missing values
+itself), zones outside the TLC lookup become NaN, and any pickup time yields an hour and weekday.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ridestream.tlc import DATA_DIR
+
+# The input columns: what a RideStarted carries about the ride.
+RIDE_COLUMNS = (
+    "pickup_time", "pickup_zone", "dropoff_zone", "trip_distance", "passenger_count",
+    "vendor_id", "rate_code", "payment_type", "trip_type",
+)  # fmt: skip
+
+FEATURES = (
+    "trip_distance",
+    "pickup_zone",
+    "dropoff_zone",
+    "pickup_borough",
+    "dropoff_borough",
+    "same_zone",
+    "same_borough",
+    "airport_trip",
+    "pickup_hour",
+    "day_of_week",
+    "is_weekend",
+    "passenger_count",
+    "vendor_id",
+    "rate_code",
+    "payment_type",
+    "trip_type",
+)
+# Integer codes LightGBM should split as categories, not as ordered numbers.
+CATEGORICAL = (
+    "pickup_zone", "dropoff_zone", "pickup_borough", "dropoff_borough",
+    "vendor_id", "rate_code", "payment_type", "trip_type",
+)  # fmt: skip
+# The gateway's small model: a handful of cheap, always-present features.
+SIMPLE_FEATURES = (
+    "trip_distance",
+    "pickup_hour",
+    "day_of_week",
+    "pickup_borough",
+    "dropoff_borough",
+    "airport_trip",
+)
+
+ZONE_COUNT = 265
+AIRPORT_ZONES = (1, 132, 138)  # Newark, JFK, LaGuardia
+
+
+@cache
+def zone_tables() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Borough code and airport flag per LocationID (index 0 and unknown ids map to NaN)."""
+    borough = np.full(ZONE_COUNT + 1, np.nan)
+    airport = np.zeros(ZONE_COUNT + 1)
+    with (DATA_DIR / "taxi_zone_lookup.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = tuple(sorted({row["Borough"] for row in rows}))
+    for row in rows:
+        zone = int(row["LocationID"])
+        borough[zone] = names.index(row["Borough"])
+        airport[zone] = zone in AIRPORT_ZONES
+    return borough, airport, names
+
+
+def _numbers(column: Any) -> np.ndarray:
+    """Any column (list with None, nullable pandas, numpy) as float64 with NaN for missing."""
+    # Always a fresh array: callers mark bad values in place.
+    if isinstance(column, pd.Series):
+        return np.array(column.to_numpy(dtype=np.float64, na_value=np.nan))
+    array = np.asarray(column)
+    if array.dtype == object:
+        return np.array(pd.Series(array).to_numpy(dtype=np.float64, na_value=np.nan))
+    return array.astype(np.float64)
+
+
+def _zones(column: Any) -> np.ndarray:
+    zones = _numbers(column)
+    zones[~((zones >= 1) & (zones <= ZONE_COUNT) & (zones == np.round(zones)))] = np.nan
+    return zones
+
+
+def _timestamps(column: Any) -> np.ndarray:
+    if isinstance(column, pd.Series) and column.dt.tz is not None:
+        column = column.dt.tz_localize(None)
+    return np.asarray(pd.to_datetime(column)).astype("datetime64[s]")
+
+
+def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+    """The feature matrix (rows × FEATURES, float64, C order) of a batch of rides."""
+    borough, airport, _ = zone_tables()
+    pickup = _timestamps(rides["pickup_time"])
+    pickup_zone, dropoff_zone = _zones(rides["pickup_zone"]), _zones(rides["dropoff_zone"])
+    known_pickup, known_dropoff = ~np.isnan(pickup_zone), ~np.isnan(dropoff_zone)
+    pu_index = np.where(known_pickup, pickup_zone, 0).astype(np.int64)
+    do_index = np.where(known_dropoff, dropoff_zone, 0).astype(np.int64)
+    pu_borough, do_borough = borough[pu_index], borough[do_index]
+
+    days = pickup.astype("datetime64[D]")
+    seconds_of_day = (pickup - days).astype(np.int64)
+    day_of_week = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    distance = _numbers(rides["trip_distance"])
+    distance[distance < 0] = np.nan
+
+    columns = {
+        "trip_distance": distance,
+        "pickup_zone": pickup_zone,
+        "dropoff_zone": dropoff_zone,
+        "pickup_borough": pu_borough,
+        "dropoff_borough": do_borough,
+        "same_zone": np.where(known_pickup & known_dropoff, pickup_zone == dropoff_zone, np.nan),
+        "same_borough": np.where(
+            np.isnan(pu_borough) | np.isnan(do_borough), np.nan, pu_borough == do_borough
+        ),
+        "airport_trip": np.maximum(airport[pu_index], airport[do_index]),
+        "pickup_hour": seconds_of_day / 3600.0,
+        "day_of_week": day_of_week.astype(np.float64),
+        "is_weekend": (day_of_week >= 5).astype(np.float64),
+        "passenger_count": _numbers(rides["passenger_count"]),
+        "vendor_id": _numbers(rides["vendor_id"]),
+        "rate_code": _numbers(rides["rate_code"]),
+        "payment_type": _numbers(rides["payment_type"]),
+        "trip_type": _numbers(rides["trip_type"]),
+    }
+    return np.column_stack([columns[name] for name in FEATURES]).astype(np.float64, order="C")
+
+
+def select(matrix: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """The columns of a feature matrix that a model was trained on, in its order."""
+    if names == FEATURES:
+        return matrix
+    return np.ascontiguousarray(matrix[:, [FEATURES.index(name) for name in names]])

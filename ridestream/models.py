@@ -1,0 +1,189 @@
+"""Models for services: the native LightGBM booster of a registry alias, swapped when it moves.
+
+``AliasedModel("ride-duration", "champion")`` loads ``models:/ride-duration@champion`` as the
+booster itself (no pyfunc wrapper on the hot path) and re-reads the alias every poll interval; a
+new version is loaded off to the side and swapped in with one reference assignment, so a caller
+that takes ``model.current`` at the start of a batch uses one version for the whole batch. With
+``RIDESTREAM_MODELS__BACKEND=lleaves`` the booster is compiled to native code by lleaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ridestream.exceptions import RidestreamError
+from ridestream.features import FEATURES, select
+from ridestream.registry import alias_version
+from ridestream.settings import ModelSettings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(RidestreamError):
+    """The registry has no version behind the requested alias."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model version, ready to predict on the shared feature matrix."""
+
+    name: str
+    version: str
+    role: str
+    features: tuple[str, ...]
+    booster: Any = field(repr=False)
+    backend: str = "booster"
+    _predict: Callable[[np.ndarray], np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predictions for a matrix of :data:`ridestream.features.FEATURES` columns."""
+        return self._predict(select(features, self.features))
+
+
+def _booster_predict(booster: Any) -> Callable[[np.ndarray], np.ndarray]:
+    # One thread: batches are small enough that OpenMP start-up costs more than it saves,
+    # and services scale by processes.
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(booster.predict(matrix, num_threads=1))
+
+    return predict
+
+
+def _lleaves_predict(booster: Any, cache: Path) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        import lleaves
+    except ImportError as exc:
+        raise RidestreamError(
+            "RIDESTREAM_MODELS__BACKEND=lleaves needs the compiled extra: pip install 'ridestream[compiled]'"
+        ) from exc
+    cache.mkdir(parents=True, exist_ok=True)
+    model_file = cache / "model.txt"
+    booster.save_model(str(model_file))
+    compiled = lleaves.Model(model_file=str(model_file))
+    compiled.compile(cache=str(cache / "model.o"))
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(compiled.predict(matrix, n_jobs=1))
+
+    return predict
+
+
+def load_version(
+    client: Any, name: str, version: str, role: str, settings: ModelSettings
+) -> LoadedModel:
+    """Load one registered version as its native booster (optionally compiled)."""
+    import mlflow.lightgbm
+
+    booster = mlflow.lightgbm.load_model(f"models:/{name}/{version}")
+    features = tuple(booster.feature_name())
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        raise RidestreamError(
+            f"{name} v{version} wants features the feature function lacks: {sorted(unknown)}"
+        )
+    if settings.backend == "lleaves":
+        predict = _lleaves_predict(booster, settings.cache_dir / name / version)
+    else:
+        predict = _booster_predict(booster)
+    logger.info(
+        "loaded model=%s version=%s role=%s backend=%s", name, version, role, settings.backend
+    )
+    return LoadedModel(name, version, role, features, booster, settings.backend, predict)
+
+
+class AliasedModel:
+    """The model behind a registry alias, kept current by polling."""
+
+    def __init__(
+        self, client: Any, name: str, alias: str, settings: ModelSettings, *, required: bool = True
+    ):
+        """Load the alias now; ``required=False`` allows an alias that does not exist (yet)."""
+        self.client = client
+        self.name = name
+        self.alias = alias
+        self.settings = settings
+        self._current: LoadedModel | None = None
+        self._last_check = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.refresh()
+        if required and self._current is None:
+            raise ModelNotFoundError(
+                f"no version of {name} has the alias @{alias}: train or promote one"
+            )
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The version in use now; take it once per batch."""
+        return self._current
+
+    def refresh(self) -> bool:
+        """Re-read the alias; load and swap in a new version. True when the version changed."""
+        with self._lock:  # one load at a time, whoever asks
+            self._last_check = time.monotonic()
+            version = alias_version(self.client, self.name, self.alias)
+            current = self._current
+            if version == (current.version if current else None):
+                return False
+            if version is None:
+                logger.warning(
+                    "alias @%s of %s was removed; dropping v%s",
+                    self.alias,
+                    self.name,
+                    current and current.version,
+                )
+                self._current = None
+                return True
+            loaded = load_version(self.client, self.name, version, self.alias, self.settings)
+            self._current = loaded  # the swap: one reference assignment
+            logger.info(
+                "model=%s alias=%s now version=%s (was %s)",
+                self.name,
+                self.alias,
+                version,
+                current.version if current else None,
+            )
+            return True
+
+    def maybe_refresh(self) -> bool:
+        """Refresh when the poll interval has passed since the last check (call between batches)."""
+        if time.monotonic() - self._last_check < self.settings.poll_interval_s:
+            return False
+        return self.refresh()
+
+    def start_polling(self) -> None:
+        """Poll in a background thread, so loading never stalls the caller's loop."""
+        if self._poller is not None:
+            return
+
+        def poll() -> None:
+            while not self._stop.wait(self.settings.poll_interval_s):
+                try:
+                    self.refresh()
+                except Exception:  # a registry hiccup must not kill serving: keep the old model
+                    logger.exception(
+                        "refreshing %s@%s failed; keeping the current version",
+                        self.name,
+                        self.alias,
+                    )
+
+        self._poller = threading.Thread(
+            target=poll, name=f"poll-{self.name}-{self.alias}", daemon=True
+        )
+        self._poller.start()
+
+    def stop(self) -> None:
+        """Stop the background poller."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+            self._poller = None
