@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ridestream.exceptions import RidestreamError
 from ridestream.settings import Settings, get_settings, redact
+
+if TYPE_CHECKING:
+    from ridestream.kestra import KestraClient
+    from training.train import TrainResult
 
 app = typer.Typer(
     help="ridestream: streaming inference for ride-hailing.",
@@ -23,7 +28,17 @@ kafka_app = typer.Typer(
 )
 topics_app = typer.Typer(help="The project's topics.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The Avro contracts in schemas/.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model registry: versions, aliases, promotion.", no_args_is_help=True
+)
+mlflow_app = typer.Typer(help="The MLflow tracking store.", no_args_is_help=True)
+batch_app = typer.Typer(help="Offline scoring.", no_args_is_help=True)
+kestra_app = typer.Typer(help="The Kestra flow that retrains the models.", no_args_is_help=True)
+app.add_typer(kestra_app, name="kestra")
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(models_app, name="models")
+app.add_typer(mlflow_app, name="mlflow")
+app.add_typer(batch_app, name="batch")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 
@@ -207,6 +222,224 @@ def tail(
     name = settings.topics.names().get(topic, topic)
     for record in read_topic(settings, name, limit=limit, idle_timeout_s=idle_timeout):
         _echo_json(record)
+
+
+# -- models ------------------------------------------------------------------------------------
+@app.command()
+def train(
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated: duration,cost,tip,simple.")
+    ] = "duration,cost,tip,simple",
+    train_month: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="TLC month to learn from.")
+    ] = Path("data/green_tripdata_2023-01.parquet"),
+    valid_month: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="TLC month to validate on.")
+    ] = Path("data/green_tripdata_2023-02.parquet"),
+    sample: Annotated[
+        int | None, typer.Option(min=100, help="Train on a random sample of N rides per month.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Train, log to MLflow, register, and gate @champion / @challenger."""
+    from training.train import train_models
+
+    results = train_models(
+        _settings(), [t.strip() for t in targets.split(",") if t.strip()], train_month, valid_month,
+        sample=sample, progress=progress,
+    )  # fmt: skip
+    report_to_kestra(results)
+    if as_json:
+        _echo_json([r.as_dict() for r in results])
+        return
+    typer.echo(
+        f"{'model':<22}{'version':>8}  {'role':<11}{'RMSE':>8}{'MAE':>8}{'R2':>7}   linear RMSE/MAE   median RMSE/MAE"
+    )
+    for r in results:
+        lin, med = r.baselines["linear"], r.baselines["median_by_payment"]
+        typer.echo(
+            f"{r.model_name:<22}{r.version:>8}  {r.role:<11}{r.metrics['rmse']:>8.3f}{r.metrics['mae']:>8.3f}"
+            f"{r.metrics['r2']:>7.3f}   {lin['rmse']:>6.3f}/{lin['mae']:<6.3f}    {med['rmse']:>6.3f}/{med['mae']:<6.3f}"
+        )
+
+
+def report_to_kestra(results: Sequence[TrainResult]) -> None:
+    """Inside a Kestra task, hand the results back as outputs and metrics (kestra package)."""
+    import os
+
+    if "KESTRA_EXECUTION_ID" not in os.environ and not os.environ.get("RIDESTREAM_KESTRA_OUTPUTS"):
+        return
+    from kestra import Kestra  # type: ignore[import-untyped]
+
+    Kestra.outputs({"models": [r.as_dict() for r in results]})
+    for r in results:
+        Kestra.counter(f"{r.model_name}.valid_rmse", r.metrics["rmse"], {"version": r.version})
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every registered version of the project's models, with aliases."""
+    from ridestream.registry import MODEL_NAMES, list_versions
+    from ridestream.tracking import mlflow_client
+
+    client = mlflow_client(_settings().mlflow)
+    for name in MODEL_NAMES.values():
+        for v in list_versions(client, name):
+            aliases = ",".join(v.aliases) or "-"
+            typer.echo(f"{name:<22} v{v.version:<4} {aliases:<20} {v.tags.get('gate', '')}")
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model, e.g. ride-duration.")],
+    version: Annotated[str, typer.Argument(help="The version to make @champion.")],
+) -> None:
+    """Make a version the champion (the running services swap to it)."""
+    from ridestream.registry import promote
+    from ridestream.tracking import mlflow_client
+
+    previous = promote(mlflow_client(_settings().mlflow), name, version)
+    typer.echo(f"{name}@champion = v{version} (was {previous and 'v' + previous})")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="Registered model, e.g. ride-duration.")],
+) -> None:
+    """Give @champion back to the version the current champion replaced."""
+    from ridestream.registry import rollback
+    from ridestream.tracking import mlflow_client
+
+    was, now = rollback(mlflow_client(_settings().mlflow), name)
+    typer.echo(f"{name}@champion = v{now} (rolled back from v{was})")
+
+
+@mlflow_app.command("ui")
+def mlflow_ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000) -> None:
+    """Run `mlflow server` on 127.0.0.1 over the project's store, to look at runs and models."""
+    import os
+    import subprocess
+
+    from ridestream.tracking import mlflow_client
+
+    settings = _settings().mlflow
+    mlflow_client(settings)  # creates the local store if needed
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", settings.resolved_tracking_uri,
+    ]  # fmt: skip
+    if settings.tracking_uri is None:
+        command += ["--default-artifact-root", settings.artifact_root.as_uri()]
+    typer.echo(f"MLflow UI at http://127.0.0.1:{port} (Ctrl+C stops it)")
+    raise typer.Exit(subprocess.call(command, env=os.environ.copy()))
+
+
+@batch_app.command("score")
+def batch_score(
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            exists=True,
+            dir_okay=False,
+            help="Parquet: a TLC file or ride columns.",
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", dir_okay=False, help="Parquet to write.")
+    ],
+    chunk_rows: Annotated[
+        int, typer.Option(min=1, help="Rows per chunk (memory stays flat).")
+    ] = 50_000,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Score a whole file with the champion models, chunk by chunk."""
+    from batch.score import score_file
+
+    summary = score_file(_settings(), input, output, chunk_rows=chunk_rows, progress=progress)
+    versions = ", ".join(f"{t} v{v}" for t, v in summary.versions.items())
+    typer.echo(
+        f"scored {summary.rows} rides in {summary.chunks} chunk(s) into {summary.output} ({versions})"
+    )
+
+
+# -- kestra ------------------------------------------------------------------------------------
+def _kestra_client() -> KestraClient:
+    from ridestream.kestra import KestraClient
+
+    return KestraClient(_settings().kestra)
+
+
+def default_flow_file() -> Path:
+    """training/kestra/train-models.yml of the installed project."""
+    import training
+
+    return Path(training.__file__).resolve().parent / "kestra" / "train-models.yml"
+
+
+@kestra_app.command("deploy")
+def kestra_deploy(
+    flow_file: Annotated[
+        Path | None, typer.Option("--file", exists=True, dir_okay=False, help="Flow YAML.")
+    ] = None,
+) -> None:
+    """Create or update the training flow on the Kestra server."""
+    with _kestra_client() as client:
+        flow = client.deploy_flow((flow_file or default_flow_file()).read_text())
+    typer.echo(f"deployed {flow.get('namespace')}.{flow.get('id')} revision {flow.get('revision')}")
+
+
+@kestra_app.command("run")
+def kestra_run(
+    month: Annotated[str, typer.Option(help="TLC month to train on.")] = "2023-01",
+    valid_month: Annotated[str, typer.Option(help="TLC month to validate on.")] = "2023-02",
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated targets.")
+    ] = "duration,cost,tip,simple",
+    reason: Annotated[
+        str, typer.Option(help="Why (kept as an input of the execution).")
+    ] = "on demand",
+    wait: Annotated[bool, typer.Option(help="Wait for the execution to end.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 3600.0,
+) -> None:
+    """Trigger the training flow with inputs; with --wait, follow it to the end (exit 1 unless it succeeds)."""
+    settings = _settings().kestra
+    with _kestra_client() as client:
+        execution = client.run(
+            settings.namespace, settings.flow_id,
+            {"month": month, "valid_month": valid_month, "targets": targets, "reason": reason},
+        )  # fmt: skip
+        typer.echo(f"execution {execution.id} {execution.state}")
+        if not wait:
+            return
+        execution = client.wait(execution.id, timeout)
+        for entry in client.logs(execution.id):
+            typer.echo(
+                f"  [{entry.get('level')}] {entry.get('taskId') or '-'}: {entry.get('message')}"
+            )
+    typer.echo(f"execution {execution.id} {execution.state}")
+    if execution.state not in ("SUCCESS", "WARNING"):
+        raise typer.Exit(1)
+
+
+@kestra_app.command("status")
+def kestra_status(
+    execution_id: Annotated[str, typer.Argument(help="The execution to look at.")],
+    logs: Annotated[bool, typer.Option(help="Print its logs too.")] = False,
+) -> None:
+    """The state (and optionally the logs) of an execution."""
+    with _kestra_client() as client:
+        execution = client.execution(execution_id)
+        typer.echo(
+            f"execution {execution.id} {execution.namespace}.{execution.flow_id}: {execution.state}"
+        )
+        if logs:
+            for entry in client.logs(execution_id):
+                typer.echo(
+                    f"  [{entry.get('level')}] {entry.get('taskId') or '-'}: {entry.get('message')}"
+                )
 
 
 @app.command("settings")

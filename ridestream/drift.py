@@ -33,7 +33,7 @@ def _numeric_profile(values: np.ndarray, bins: int) -> dict[str, Any]:
 def _numeric_shares(values: np.ndarray, edges: list[float]) -> list[float]:
     present = values[~np.isnan(values)]
     counts = np.bincount(np.searchsorted(edges, present, side="right"), minlength=len(edges) + 1)
-    return (counts / max(len(values), 1)).tolist()
+    return [float(c) / max(len(values), 1) for c in counts]
 
 
 def _categorical_profile(values: np.ndarray) -> dict[str, Any]:

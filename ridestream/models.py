@@ -10,6 +10,7 @@ that takes ``model.current`` at the start of a batch uses one version for the wh
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -48,16 +49,14 @@ class LoadedModel:
         return self._predict(select(features, self.features))
 
 
-def _booster_predict(booster: Any) -> Callable[[np.ndarray], np.ndarray]:
-    # One thread: batches are small enough that OpenMP start-up costs more than it saves,
-    # and services scale by processes.
+def _booster_predict(booster: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     def predict(matrix: np.ndarray) -> np.ndarray:
-        return np.asarray(booster.predict(matrix, num_threads=1))
+        return np.asarray(booster.predict(matrix, num_threads=threads))
 
     return predict
 
 
-def _lleaves_predict(booster: Any, cache: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _lleaves_predict(booster: Any, cache: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     try:
         import lleaves
     except ImportError as exc:
@@ -71,15 +70,19 @@ def _lleaves_predict(booster: Any, cache: Path) -> Callable[[np.ndarray], np.nda
     compiled.compile(cache=str(cache / "model.o"))
 
     def predict(matrix: np.ndarray) -> np.ndarray:
-        return np.asarray(compiled.predict(matrix, n_jobs=1))
+        return np.asarray(compiled.predict(matrix, n_jobs=threads))
 
     return predict
 
 
 def load_version(
-    client: Any, name: str, version: str, role: str, settings: ModelSettings
+    client: Any, name: str, version: str, role: str, settings: ModelSettings, *, threads: int = 1
 ) -> LoadedModel:
-    """Load one registered version as its native booster (optionally compiled)."""
+    """Load one registered version as its native booster (optionally compiled).
+
+    ``threads=1`` suits services (small batches, where OpenMP start-up costs more than it saves,
+    and scaling is by processes); offline scoring passes 0, every core.
+    """
     import mlflow.lightgbm
 
     booster = mlflow.lightgbm.load_model(f"models:/{name}/{version}")
@@ -90,9 +93,12 @@ def load_version(
             f"{name} v{version} wants features the feature function lacks: {sorted(unknown)}"
         )
     if settings.backend == "lleaves":
-        predict = _lleaves_predict(booster, settings.cache_dir / name / version)
+        # lleaves counts threads from 1; LightGBM's 0 (= every core) maps to its default.
+        predict = _lleaves_predict(
+            booster, settings.cache_dir / name / version, threads or (os.cpu_count() or 1)
+        )
     else:
-        predict = _booster_predict(booster)
+        predict = _booster_predict(booster, threads)
     logger.info(
         "loaded model=%s version=%s role=%s backend=%s", name, version, role, settings.backend
     )

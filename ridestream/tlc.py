@@ -62,12 +62,21 @@ class CleaningReport:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-def load_raw(path: Path) -> pd.DataFrame:
-    """Read a TLC parquet file into ride columns with explicit types (no cleaning)."""
-    raw = pd.read_parquet(path, columns=list(COLUMNS))
+def is_raw_tlc(frame: pd.DataFrame) -> bool:
+    """True when a frame has TLC's own column names rather than ride columns."""
+    return "lpep_pickup_datetime" in frame.columns
+
+
+def rides_from_raw(raw: pd.DataFrame) -> pd.DataFrame:
+    """TLC columns → ride columns, each cast to its one type (the months disagree on some)."""
     return pd.DataFrame(
         {name: raw[column].astype(dtype) for column, (name, dtype) in COLUMNS.items()}
     )
+
+
+def load_raw(path: Path) -> pd.DataFrame:
+    """Read a TLC parquet file into ride columns with explicit types (no cleaning)."""
+    return rides_from_raw(pd.read_parquet(path, columns=list(COLUMNS)))
 
 
 def _month_bounds(path: Path, pickups: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:

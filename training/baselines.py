@@ -30,7 +30,10 @@ def linear_baseline(train: pd.DataFrame, valid: pd.DataFrame, column: str) -> np
 
 def median_by_payment(train: pd.DataFrame, valid: pd.DataFrame, column: str) -> np.ndarray:
     """Validation predictions of the per-payment-type training median."""
-    key = lambda rides: rides["payment_type"].astype("float64").fillna(-1.0)  # noqa: E731
-    medians = train.groupby(key(train))[column].median()
+    medians = train.groupby(_payment_key(train))[column].median()
     fallback = float(train[column].median())
-    return key(valid).map(medians).fillna(fallback).to_numpy(dtype=np.float64)
+    return _payment_key(valid).map(medians).fillna(fallback).to_numpy(dtype=np.float64)
+
+
+def _payment_key(rides: pd.DataFrame) -> pd.Series:
+    return rides["payment_type"].astype("float64").fillna(-1.0)

@@ -1,0 +1,113 @@
+"""Score a whole file offline with the stream's features and the champion models.
+
+The file is read and written in chunks (pyarrow record batches in, a ParquetWriter out), so memory
+stays flat however large it is. Input is a TLC trip file (its own column names) or a file of ride
+columns (``ridestream.features.RIDE_COLUMNS``); the output is the input plus one prediction column
+and one model-version column per target.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from ridestream.events import TARGETS
+from ridestream.features import RIDE_COLUMNS, build_features
+from ridestream.models import LoadedModel, ModelNotFoundError, load_version
+from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version
+from ridestream.settings import Settings
+from ridestream.tlc import is_raw_tlc, rides_from_raw
+from ridestream.tracking import mlflow_client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """What a scoring run did."""
+
+    input: str
+    output: str
+    rows: int
+    chunks: int
+    versions: dict[str, str]
+
+
+def champion_models(
+    settings: Settings, client: Any | None = None, threads: int = 0
+) -> dict[str, LoadedModel]:
+    """The champion of every streamed target (duration, cost, tip); threads=0: every core."""
+    client = client or mlflow_client(settings.mlflow)
+    models: dict[str, LoadedModel] = {}
+    for target in TARGETS:
+        name = MODEL_NAMES[target]
+        version = alias_version(client, name, CHAMPION)
+        if version is None:
+            raise ModelNotFoundError(f"{name} has no @champion: run `ridestream train` first")
+        models[target] = load_version(
+            client, name, version, CHAMPION, settings.models, threads=threads
+        )
+    return models
+
+
+def score_frame(frame: pd.DataFrame, models: dict[str, LoadedModel]) -> pd.DataFrame:
+    """The frame with ``predicted_<target>`` and ``<target>_model_version`` columns added."""
+    rides = rides_from_raw(frame) if is_raw_tlc(frame) else frame
+    missing = [c for c in RIDE_COLUMNS if c not in rides.columns]
+    if missing:
+        raise ValueError(f"input lacks ride columns {missing} (and is not a TLC trip file)")
+    features = build_features(rides)
+    scored = frame.copy()
+    for target, model in models.items():
+        scored[f"predicted_{target}"] = model.predict(features)
+        scored[f"{target}_model_version"] = model.version
+    return scored
+
+
+def score_file(
+    settings: Settings,
+    input_path: Path,
+    output_path: Path,
+    *,
+    chunk_rows: int = 50_000,
+    progress: bool = True,
+    models: dict[str, LoadedModel] | None = None,
+) -> ScoreSummary:
+    """Score ``input_path`` chunk by chunk into ``output_path`` (Parquet)."""
+    models = models or champion_models(settings)
+    source = pq.ParquetFile(input_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    writer: pq.ParquetWriter | None = None
+    rows = chunks = 0
+    try:
+        with tqdm(
+            total=source.metadata.num_rows, unit="ride", desc="score", disable=not progress
+        ) as bar:
+            for batch in source.iter_batches(batch_size=chunk_rows):
+                scored = score_frame(batch.to_pandas(), models)
+                table = pa.Table.from_pandas(scored, preserve_index=False)
+                if writer is None:
+                    versions = {
+                        f"ridestream.{t}": f"{m.name}@{m.version}" for t, m in models.items()
+                    }
+                    writer = pq.ParquetWriter(
+                        output_path,
+                        table.schema.with_metadata({**(table.schema.metadata or {}), **versions}),
+                    )
+                writer.write_table(table)
+                rows += len(scored)
+                chunks += 1
+                bar.update(len(scored))
+    finally:
+        if writer is not None:
+            writer.close()
+    return ScoreSummary(
+        str(input_path), str(output_path), rows, chunks, {t: m.version for t, m in models.items()}
+    )
