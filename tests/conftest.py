@@ -82,3 +82,37 @@ def settings_factory(bootstrap: str) -> Iterator[Callable[..., Settings]]:
 def kafka_settings(settings_factory: Callable[..., Settings]) -> Settings:
     """Settings pointing at the session broker, with this test's own topics."""
     return settings_factory()
+
+
+# -- MLflow ------------------------------------------------------------------------------------
+TRAIN_SAMPLE = 6000  # rides per month: enough for real models, quick enough for every run
+
+
+def mlflow_settings(home: Path, **overrides: object) -> Settings:
+    """Settings with a private MLflow store (SQLite + local artifacts) under ``home``."""
+    from ridestream.settings import MlflowSettings, ModelSettings
+
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        mlflow=MlflowSettings(home=home / "mlflow"),
+        models=ModelSettings(cache_dir=home / "model-cache", poll_interval_s=0.2),
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[object]]:
+    """One real training run (every target, sampled months) into a session MLflow store."""
+    from ridestream.tlc import month_file
+    from training.train import train_models
+
+    settings = mlflow_settings(tmp_path_factory.mktemp("trained"))
+    results = train_models(
+        settings,
+        ["duration", "cost", "tip", "simple"],
+        month_file("2023-01"),
+        month_file("2023-02"),
+        sample=TRAIN_SAMPLE,
+        progress=False,
+    )
+    return settings, results
