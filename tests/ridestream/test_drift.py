@@ -34,9 +34,8 @@ def test_profiles_record_bins_shares_and_missing() -> None:
     result = profile(rng)
     distance, payment = result["features"]["trip_distance"], result["features"]["payment_type"]  # type: ignore[index]
     assert result["rows"] == 20_000
-    assert (
-        distance["kind"] == "numeric" and len(distance["frequencies"]) == len(distance["edges"]) + 1
-    )
+    assert distance["kind"] == "numeric"
+    assert len(distance["frequencies"]) == len(distance["edges"]) + 1
     assert abs(sum(distance["frequencies"]) + distance["missing"] - 1.0) < 1e-9
     assert payment["categories"] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert abs(payment["missing"] - 0.05) < 0.01

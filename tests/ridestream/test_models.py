@@ -71,13 +71,15 @@ def test_moving_the_alias_swaps_the_model_in_use(tmp_path: Path, features: np.nd
     v2 = train_simple(settings, max_rounds=3).version  # a challenger with other predictions
     model = AliasedModel(client, "ride-duration-simple", CHAMPION, settings.models)
     before = model.current
-    assert before is not None and before.version == v1
+    assert before is not None
+    assert before.version == v1
     assert model.refresh() is False  # nothing moved
 
     promote(client, "ride-duration-simple", v2)
     assert model.refresh() is True
     after = model.current
-    assert after is not None and after.version == v2
+    assert after is not None
+    assert after.version == v2
     assert not np.allclose(before.predict(features), after.predict(features))
     np.testing.assert_array_equal(
         before.predict(features), before.predict(features)
