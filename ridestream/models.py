@@ -46,7 +46,14 @@ class LoadedModel:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predictions for a matrix of :data:`ridestream.features.FEATURES` columns."""
-        return self._predict(select(features, self.features))
+        return non_negative(self._predict(select(features, self.features)))
+
+
+def non_negative(predictions: np.ndarray) -> np.ndarray:
+    """Floor predictions at zero: a duration, a cost and a tip are never negative (an L1 tip
+    model, for one, lands a hair below zero on cash rides)."""
+    floored: np.ndarray = np.maximum(predictions, 0.0)
+    return floored
 
 
 def _booster_predict(booster: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:

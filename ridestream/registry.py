@@ -55,13 +55,22 @@ def alias_version(client: Any, name: str, alias: str) -> str | None:
 
 def list_versions(client: Any, name: str) -> list[VersionInfo]:
     """Every version of a registered model, newest first."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        # Search results leave aliases out; the registered model has them all.
+        aliases_of: dict[str, list[str]] = {}
+        for alias, version in client.get_registered_model(name).aliases.items():
+            aliases_of.setdefault(str(version), []).append(alias)
+    except MlflowException:
+        return []
     versions = client.search_model_versions(f"name = '{name}'")
     return sorted(
         (
             VersionInfo(
                 name=v.name,
                 version=str(v.version),
-                aliases=tuple(sorted(v.aliases)),
+                aliases=tuple(sorted(aliases_of.get(str(v.version), []))),
                 run_id=v.run_id,
                 created_ms=v.creation_timestamp,
                 tags=dict(v.tags),

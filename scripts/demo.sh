@@ -35,3 +35,22 @@ $rs tail completed --limit 3 --idle-timeout 5
 
 step "schemas: every contract and its compatibility"
 $rs schemas check
+
+step "models: train on January, validate on February, register and gate @champion (once)"
+if $rs models list 2>/dev/null | grep -q "ride-tip .*champion"; then
+  echo "champions already registered; retrain any time with: $rs train"
+else
+  $rs train
+fi
+$rs models list
+
+step "batch: score all of February offline with the champion models"
+mkdir -p .ridestream/demo
+$rs batch score --input data/green_tripdata_2023-02.parquet --output .ridestream/demo/scored-2023-02.parquet
+.venv/bin/python - <<'PY'
+import pandas as pd
+scored = pd.read_parquet(".ridestream/demo/scored-2023-02.parquet")
+columns = ["lpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "predicted_duration", "predicted_cost", "predicted_tip"]
+print(scored[columns].head(5).round(2).to_string(index=False))
+PY
+echo "MLflow UI over the same store: $rs mlflow ui   (http://127.0.0.1:5000)"

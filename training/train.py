@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ridestream.drift import reference_profile
 from ridestream.evaluation import regression_metrics
 from ridestream.features import CATEGORICAL, FEATURES, SIMPLE_FEATURES, select
+from ridestream.models import non_negative
 from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version, make_challenger, promote
 from ridestream.settings import Settings
 from ridestream.tracking import ensure_experiment, mlflow_client
@@ -175,8 +176,8 @@ def _champion_score(
     if version is None:
         return None, None
     champion = mlflow.lightgbm.load_model(f"models:/{spec.model_name}/{version}")
-    predicted = champion.predict(
-        select(valid.features, tuple(champion.feature_name())), num_threads=2
+    predicted = non_negative(
+        champion.predict(select(valid.features, tuple(champion.feature_name())), num_threads=2)
     )
     return version, regression_metrics(actual, predicted)[spec.gate_metric]
 
@@ -199,7 +200,7 @@ def train_target(
     actual = valid.target(spec.target)
     booster = _fit(spec, train, valid, progress)
     x_valid = select(valid.features, spec.features)
-    predicted = np.asarray(booster.predict(x_valid, num_threads=2))
+    predicted = non_negative(np.asarray(booster.predict(x_valid, num_threads=2)))
     metrics = regression_metrics(actual, predicted)
     baselines = {
         "linear": regression_metrics(actual, linear_baseline(train.rides, valid.rides, column)),
@@ -259,11 +260,13 @@ def train_target(
     else:
         make_challenger(client, spec.model_name, version)
         role = "challenger"
+    before = (
+        f"champion v{champion_before} {champion_score:.4f}"
+        if champion_score is not None
+        else "no champion before"
+    )
     client.set_model_version_tag(
-        spec.model_name,
-        version,
-        "gate",
-        f"valid_{spec.gate_metric}={score:.4f} vs champion={champion_score}",
+        spec.model_name, version, "gate", f"valid_{spec.gate_metric}={score:.4f} vs {before}"
     )
     return TrainResult(
         target=spec.target,

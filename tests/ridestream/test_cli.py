@@ -122,3 +122,81 @@ def test_the_console_script_turns_a_known_error_into_one_line_and_exit_1(tmp_pat
     assert result.returncode == 1
     assert f"error: port {port} on 127.0.0.1 is taken" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_train_list_promote_and_rollback_from_the_command_line(tmp_path: Path) -> None:
+    env = {"RIDESTREAM_MLFLOW__HOME": str(tmp_path / "mlflow")}
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        get_settings.cache_clear()
+        result = runner.invoke(app, list(args), env=env, catch_exceptions=False)
+        get_settings.cache_clear()
+        return result
+
+    first = run("train", "--targets", "simple", "--sample", "2000", "--no-progress", "--json")
+    assert first.exit_code == 0, first.output
+    [result] = json.loads(first.stdout)
+    assert (result["model_name"], result["version"], result["role"]) == (
+        "ride-duration-simple",
+        "1",
+        "champion",
+    )
+
+    second = run("train", "--targets", "simple", "--sample", "2000", "--no-progress")
+    assert "ride-duration-simple" in second.output
+    assert "RMSE" in second.output
+    listed = run("models", "list").output
+    assert "ride-duration-simple   v2" in listed
+    assert "ride-duration-simple   v1" in listed
+
+    assert (
+        "ride-duration-simple@champion = v2 (was v1)"
+        in run("models", "promote", "ride-duration-simple", "2").output
+    )
+    assert (
+        "ride-duration-simple@champion = v1 (rolled back from v2)"
+        in run("models", "rollback", "ride-duration-simple").output
+    )
+
+
+@pytest.mark.slow
+def test_mlflow_ui_serves_the_projects_store_on_loopback(
+    trained: tuple[object, list[object]],
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    settings = trained[0]
+    port = free_port()
+    env = {**os.environ, "RIDESTREAM_MLFLOW__HOME": str(settings.mlflow.home)}  # type: ignore[attr-defined]
+    ridestream = Path(sys.executable).with_name("ridestream")
+    server = subprocess.Popen([str(ridestream), "mlflow", "ui", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/search", timeout=2
+                )
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "mlflow server did not answer"
+                assert server.poll() is None, "mlflow server exited"
+                time.sleep(0.5)
+        assert response.status_code == 200
+        names = {model["name"] for model in response.json()["registered_models"]}
+        assert {"ride-duration", "ride-cost", "ride-tip", "ride-duration-simple"} <= names
+    finally:
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
