@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,18 +58,29 @@ def champion_models(
     return models
 
 
-def score_frame(frame: pd.DataFrame, models: dict[str, LoadedModel]) -> pd.DataFrame:
-    """The frame with ``predicted_<target>`` and ``<target>_model_version`` columns added."""
+def predictions(frame: pd.DataFrame, models: dict[str, LoadedModel]) -> dict[str, np.ndarray]:
+    """``predicted_<target>`` for a frame of TLC or ride columns."""
     rides = rides_from_raw(frame) if is_raw_tlc(frame) else frame
     missing = [c for c in RIDE_COLUMNS if c not in rides.columns]
     if missing:
         raise ValueError(f"input lacks ride columns {missing} (and is not a TLC trip file)")
     features = build_features(rides)
-    scored = frame.copy()
-    for target, model in models.items():
-        scored[f"predicted_{target}"] = model.predict(features)
-        scored[f"{target}_model_version"] = model.version
-    return scored
+    return {f"predicted_{target}": model.predict(features) for target, model in models.items()}
+
+
+def output_schema(source: pa.Schema, models: dict[str, LoadedModel]) -> pa.Schema:
+    """The input's schema plus a prediction and a version column per target, versions in metadata."""
+    fields = [*source]
+    for target in models:
+        fields += [
+            pa.field(f"predicted_{target}", pa.float64()),
+            pa.field(f"{target}_model_version", pa.string()),
+        ]
+    metadata = {
+        **(source.metadata or {}),
+        **{f"ridestream.{t}": f"{m.name}@{m.version}" for t, m in models.items()},
+    }
+    return pa.schema(fields, metadata=metadata)
 
 
 def score_file(
@@ -80,34 +92,50 @@ def score_file(
     progress: bool = True,
     models: dict[str, LoadedModel] | None = None,
 ) -> ScoreSummary:
-    """Score ``input_path`` chunk by chunk into ``output_path`` (Parquet)."""
+    """Score ``input_path`` chunk by chunk into ``output_path`` (Parquet).
+
+    The input's columns are carried over as Arrow read them (no pandas round trip), so every
+    chunk has the same types and the output file is valid even for an empty input.
+    """
     models = models or champion_models(settings)
     source = pq.ParquetFile(input_path)
+    schema = output_schema(source.schema_arrow, models)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    writer: pq.ParquetWriter | None = None
-    rows = chunks = 0
     try:
-        with tqdm(
-            total=source.metadata.num_rows, unit="ride", desc="score", disable=not progress
-        ) as bar:
-            for batch in source.iter_batches(batch_size=chunk_rows):
-                scored = score_frame(batch.to_pandas(), models)
-                table = pa.Table.from_pandas(scored, preserve_index=False)
-                if writer is None:
-                    versions = {
-                        f"ridestream.{t}": f"{m.name}@{m.version}" for t, m in models.items()
-                    }
-                    writer = pq.ParquetWriter(
-                        output_path,
-                        table.schema.with_metadata({**(table.schema.metadata or {}), **versions}),
-                    )
-                writer.write_table(table)
-                rows += len(scored)
-                chunks += 1
-                bar.update(len(scored))
-    finally:
-        if writer is not None:
-            writer.close()
+        rows, chunks = _write(source, output_path, schema, models, chunk_rows, progress)
+    except BaseException:
+        output_path.unlink(missing_ok=True)  # no half-scored file that looks finished
+        raise
     return ScoreSummary(
         str(input_path), str(output_path), rows, chunks, {t: m.version for t, m in models.items()}
     )
+
+
+def _write(
+    source: pq.ParquetFile,
+    output_path: Path,
+    schema: pa.Schema,
+    models: dict[str, LoadedModel],
+    chunk_rows: int,
+    progress: bool,
+) -> tuple[int, int]:
+    rows = chunks = 0
+    with (
+        pq.ParquetWriter(output_path, schema) as writer,
+        tqdm(
+            total=source.metadata.num_rows, unit="ride", desc="score", disable=not progress
+        ) as bar,
+    ):
+        for batch in source.iter_batches(batch_size=chunk_rows):
+            columns = predictions(batch.to_pandas(), models)
+            arrays = list(batch.columns)
+            for target, model in models.items():
+                arrays += [
+                    pa.array(columns[f"predicted_{target}"]),
+                    pa.array([model.version] * batch.num_rows),
+                ]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            rows += batch.num_rows
+            chunks += 1
+            bar.update(batch.num_rows)
+    return rows, chunks

@@ -49,10 +49,7 @@ _PERF_LINE = re.compile(
 )
 
 
-RIDE_COLUMNS = [
-    "ride_id", "pickup_time", "pickup_zone", "dropoff_zone", "trip_distance",
-    "passenger_count", "vendor_id", "rate_code", "payment_type", "trip_type",
-]  # fmt: skip
+RIDE_COLUMNS = ["ride_id", *STARTED_FIELDS]
 
 
 def ride_frame(count: int) -> pd.DataFrame:
@@ -103,17 +100,20 @@ def run_ours(
         update={"topics": settings.topics.model_copy(update={"prefix": "", "started": topic})}
     )
     publisher = RidePublisher(run_settings, on_delivery=on_delivery)
-    begin = time.perf_counter()
-    if isinstance(rides, pd.DataFrame):
-        for start in range(0, len(rides), chunk):
-            publisher.publish_started_batch(rides.iloc[start : start + chunk])
-    else:
-        for ride in rides:
-            publisher.publish_started(ride)
-    publisher.flush()
-    elapsed = time.perf_counter() - begin
-    drop_topic(settings, topic)
-    assert publisher.delivered == len(rides), "every ride must be acknowledged"
+    try:
+        begin = time.perf_counter()
+        if isinstance(rides, pd.DataFrame):
+            for start in range(0, len(rides), chunk):
+                publisher.publish_started_batch(rides.iloc[start : start + chunk])
+        else:
+            for ride in rides:
+                publisher.publish_started(ride)
+        publisher.flush()
+        elapsed = time.perf_counter() - begin
+    finally:
+        drop_topic(settings, topic)
+    if publisher.delivered != len(rides):
+        raise RuntimeError(f"only {publisher.delivered} of {len(rides)} rides were acknowledged")
     return {
         "records": len(rides),
         "seconds": round(elapsed, 3),

@@ -70,6 +70,9 @@ class _Encoders:
         columns.setdefault("event_time", np.full(n, int(utc_now().timestamp() * 1000)))
         for name, value in constants.items():
             columns.setdefault(name, [value] * n)
+        for name, info in model.model_fields.items():  # optional fields may be left out
+            if name not in columns and not info.is_required() and info.default is None:
+                columns[name] = [None] * n
         keys = rides["ride_id"].tolist()
         encoder = self.columnar.get(model)
         if encoder is not None:

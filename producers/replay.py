@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from producers.publisher import RidePublisher
 from ridestream.events import Event, RideCompleted, RideStarted
+from ridestream.features import RIDE_COLUMNS
 from ridestream.settings import Settings
 from ridestream.tlc import load_month
 from ridestream.validation import find_problems
@@ -60,19 +61,19 @@ def schedule(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Due times (s from start), kinds and ride indices of every event, in publishing order."""
     n = len(rides)
-    if rate > 0:
-        start_due = np.arange(n, dtype=np.float64) / rate
-        span = (
-            (rides["pickup_time"].iloc[-1] - rides["pickup_time"].iloc[0]).total_seconds()
-            if n
-            else 0
-        )
-        speedup = span / max(start_due[-1], 1e-9) if n > 1 else 1.0
-        complete_due = start_due + rides["duration_minutes"].to_numpy() * 60.0 / max(speedup, 1e-9)
+    start_due = np.arange(n, dtype=np.float64) / rate if rate > 0 else np.zeros(n)
+    span = (
+        (rides["pickup_time"].iloc[-1] - rides["pickup_time"].iloc[0]).total_seconds() if n else 0.0
+    )
+    replayed = float(start_due[-1]) if n else 0.0
+    if span > 0 and replayed > 0:
+        speedup = span / replayed
+        complete_due = start_due + rides["duration_minutes"].to_numpy() * 60.0 / speedup
     else:
-        start_due = np.zeros(n)
-        complete_due = np.zeros(n)
+        # No clock to compress (one ride, pickups all at once, or rate 0): each ride completes
+        # right after it starts, rather than after its real duration.
         speedup = float("inf")
+        complete_due = start_due.copy()
     if not completions:
         return start_due, np.full(n, START), np.arange(n), speedup
     due = np.concatenate([start_due, complete_due])
@@ -83,10 +84,7 @@ def schedule(
     return due[order], kinds[order], index[order], speedup
 
 
-STARTED_FIELDS = (
-    "pickup_time", "pickup_zone", "dropoff_zone", "trip_distance", "passenger_count",
-    "vendor_id", "rate_code", "payment_type", "trip_type",
-)  # fmt: skip
+STARTED_FIELDS = RIDE_COLUMNS  # what a RideStarted carries about the ride, besides its ids
 COMPLETED_FIELDS = ("dropoff_time", "duration_minutes", "fare_amount", "tip_amount", "total_amount")
 
 
@@ -152,8 +150,8 @@ def replay(
         while position < len(due):
             now = time.monotonic() - begin
             if due[position] > now:
-                publisher.poll(0)
-                time.sleep(max(due[position] - now, tick_s))
+                # Waiting is serving delivery reports, a second at most between checks.
+                publisher.poll(min(max(due[position] - now, tick_s), 1.0))
                 continue
             # Bounded groups keep memory and the progress bar steady when everything is due at once.
             end = min(int(np.searchsorted(due, now, side="right")), position + 10_000)

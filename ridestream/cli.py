@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ridestream.exceptions import RidestreamError
-from ridestream.settings import Settings, get_settings, redact
+from ridestream.settings import Settings, get_settings, redact, redact_url
+from ridestream.tlc import month_file
 
 if TYPE_CHECKING:
     from ridestream.kestra import KestraClient
@@ -43,6 +44,9 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 
 logger = logging.getLogger("ridestream.cli")
+
+DEFAULT_TRAIN_MONTH = month_file("2023-01")
+DEFAULT_VALID_MONTH = month_file("2023-02")
 
 
 def _settings() -> Settings:
@@ -232,10 +236,10 @@ def train(
     ] = "duration,cost,tip,simple",
     train_month: Annotated[
         Path, typer.Option(exists=True, dir_okay=False, help="TLC month to learn from.")
-    ] = Path("data/green_tripdata_2023-01.parquet"),
+    ] = DEFAULT_TRAIN_MONTH,
     valid_month: Annotated[
         Path, typer.Option(exists=True, dir_okay=False, help="TLC month to validate on.")
-    ] = Path("data/green_tripdata_2023-02.parquet"),
+    ] = DEFAULT_VALID_MONTH,
     sample: Annotated[
         int | None, typer.Option(min=100, help="Train on a random sample of N rides per month.")
     ] = None,
@@ -449,14 +453,22 @@ def show_settings() -> None:
     data = settings.model_dump(mode="json")
     for key in ("kafka_config", "producer_config", "consumer_config", "schema_registry_config"):
         data[key] = redact(data[key])
+    data["mlflow"]["tracking_uri"] = redact_url(data["mlflow"]["tracking_uri"])
+    data["schema_registry_url"] = redact_url(data["schema_registry_url"])
+    data["kestra"]["url"] = redact_url(data["kestra"]["url"])
     data["bootstrap_servers"] = settings.bootstrap_servers
     _echo_json(data)
 
 
 def main() -> None:
     """Console-script entry: known errors become one clear line and exit code 1."""
+    from pydantic import ValidationError as SettingsError
+
     try:
         app()
     except RidestreamError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SettingsError as exc:  # a malformed RIDESTREAM_* variable
+        typer.echo(f"error: invalid settings: {exc}", err=True)
         sys.exit(1)

@@ -62,6 +62,10 @@ class KafkaError(RidestreamError):
         self.cause = cause
 
 
+class SchemaRegistryUnavailableError(KafkaError):
+    """The Schema Registry could not be asked (outage, auth): retry, do not dead-letter."""
+
+
 class DeliveryError(KafkaError):
     """A produced message was not acknowledged by the broker."""
 

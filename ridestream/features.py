@@ -112,8 +112,10 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     pu_borough, do_borough = borough[pu_index], borough[do_index]
 
     days = pickup.astype("datetime64[D]")
-    seconds_of_day = (pickup - days).astype(np.int64)
-    day_of_week = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    unknown_time = np.isnat(pickup)
+    seconds_of_day = np.where(unknown_time, np.nan, (pickup - days).astype(np.int64))
+    # 1970-01-01 was a Thursday; Monday = 0. NaT's integer is garbage, so mask it out.
+    day_of_week = np.where(unknown_time, np.nan, (days.astype(np.int64) + 3) % 7)
     distance = _numbers(rides["trip_distance"])
     distance[distance < 0] = np.nan
 
@@ -129,8 +131,8 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         ),
         "airport_trip": np.maximum(airport[pu_index], airport[do_index]),
         "pickup_hour": seconds_of_day / 3600.0,
-        "day_of_week": day_of_week.astype(np.float64),
-        "is_weekend": (day_of_week >= 5).astype(np.float64),
+        "day_of_week": day_of_week,
+        "is_weekend": np.where(unknown_time, np.nan, day_of_week >= 5),
         "passenger_count": _numbers(rides["passenger_count"]),
         "vendor_id": _numbers(rides["vendor_id"]),
         "rate_code": _numbers(rides["rate_code"]),

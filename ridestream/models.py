@@ -9,10 +9,11 @@ that takes ``model.current`` at the start of a batch uses one version for the wh
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import platform
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 from ridestream.exceptions import RidestreamError
 from ridestream.features import FEATURES, select
-from ridestream.registry import alias_version
+from ridestream.registry import CHAMPION, alias_version
 from ridestream.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -70,16 +71,35 @@ def _lleaves_predict(booster: Any, cache: Path, threads: int) -> Callable[[np.nd
         raise RidestreamError(
             "RIDESTREAM_MODELS__BACKEND=lleaves needs the compiled extra: pip install 'ridestream[compiled]'"
         ) from exc
-    cache.mkdir(parents=True, exist_ok=True)
-    model_file = cache / "model.txt"
-    booster.save_model(str(model_file))
+    model_text = booster.model_to_string()
+    # Keyed by content and CPU, never by name/version alone: lleaves trusts whatever object file
+    # it finds, and a "v1" of another store (or another machine) is another model.
+    key = hashlib.sha256(
+        (model_text + platform.machine() + platform.processor()).encode()
+    ).hexdigest()[:24]
+    folder = cache / key
+    folder.mkdir(parents=True, exist_ok=True)
+    model_file, object_file = folder / "model.txt", folder / "model.o"
+    if not model_file.exists():
+        _write_atomically(model_file, model_text.encode())
     compiled = lleaves.Model(model_file=str(model_file))
-    compiled.compile(cache=str(cache / "model.o"))
+    if object_file.exists():
+        compiled.compile(cache=str(object_file))
+    else:  # compile next to it, then rename: a concurrent loader never reads half a file
+        partial = folder / f"model.{os.getpid()}.o"
+        compiled.compile(cache=str(partial))
+        partial.replace(object_file)
 
     def predict(matrix: np.ndarray) -> np.ndarray:
         return np.asarray(compiled.predict(matrix, n_jobs=threads))
 
     return predict
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def load_version(
@@ -102,7 +122,7 @@ def load_version(
     if settings.backend == "lleaves":
         # lleaves counts threads from 1; LightGBM's 0 (= every core) maps to its default.
         predict = _lleaves_predict(
-            booster, settings.cache_dir / name / version, threads or (os.cpu_count() or 1)
+            booster, settings.cache_dir / name, threads or (os.cpu_count() or 1)
         )
     else:
         predict = _booster_predict(booster, threads)
@@ -124,7 +144,6 @@ class AliasedModel:
         self.alias = alias
         self.settings = settings
         self._current: LoadedModel | None = None
-        self._last_check = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -142,18 +161,18 @@ class AliasedModel:
     def refresh(self) -> bool:
         """Re-read the alias; load and swap in a new version. True when the version changed."""
         with self._lock:  # one load at a time, whoever asks
-            self._last_check = time.monotonic()
             version = alias_version(self.client, self.name, self.alias)
             current = self._current
             if version == (current.version if current else None):
                 return False
             if version is None:
-                logger.warning(
-                    "alias @%s of %s was removed; dropping v%s",
-                    self.alias,
-                    self.name,
-                    current and current.version,
-                )
+                if self.alias == CHAMPION and current is not None:
+                    # Serving on without a champion is worse than serving the last one.
+                    logger.warning(
+                        "@champion of %s is gone; keeping v%s", self.name, current.version
+                    )
+                    return False
+                logger.warning("alias @%s of %s is gone; shadowing stops", self.alias, self.name)
                 self._current = None
                 return True
             loaded = load_version(self.client, self.name, version, self.alias, self.settings)
@@ -166,12 +185,6 @@ class AliasedModel:
                 current.version if current else None,
             )
             return True
-
-    def maybe_refresh(self) -> bool:
-        """Refresh when the poll interval has passed since the last check (call between batches)."""
-        if time.monotonic() - self._last_check < self.settings.poll_interval_s:
-            return False
-        return self.refresh()
 
     def start_polling(self) -> None:
         """Poll in a background thread, so loading never stalls the caller's loop."""
@@ -200,3 +213,4 @@ class AliasedModel:
         if self._poller is not None:
             self._poller.join(timeout=5)
             self._poller = None
+        self._stop.clear()

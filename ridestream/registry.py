@@ -43,14 +43,28 @@ class VersionInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def is_missing(exc: Exception) -> bool:
+    """True when an MlflowException says the model or alias does not exist (not an outage)."""
+    code = getattr(exc, "error_code", "")
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
+
+
 def alias_version(client: Any, name: str, alias: str) -> str | None:
-    """The version an alias points at, or None when the alias (or model) does not exist."""
+    """The version an alias points at, or None when the alias (or model) does not exist.
+
+    Any other registry failure (unreachable, 5xx, auth) is raised: a registry hiccup must not
+    look like "no model".
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if is_missing(exc):
+            return None
+        raise
 
 
 def list_versions(client: Any, name: str) -> list[VersionInfo]:
@@ -62,8 +76,10 @@ def list_versions(client: Any, name: str) -> list[VersionInfo]:
         aliases_of: dict[str, list[str]] = {}
         for alias, version in client.get_registered_model(name).aliases.items():
             aliases_of.setdefault(str(version), []).append(alias)
-    except MlflowException:
-        return []
+    except MlflowException as exc:
+        if is_missing(exc):
+            return []
+        raise
     versions = client.search_model_versions(f"name = '{name}'")
     return sorted(
         (

@@ -23,6 +23,7 @@ from ridestream.exceptions import (
     CorruptPayloadError,
     DecodeError,
     NotSingleObjectError,
+    SchemaRegistryUnavailableError,
     UnknownSchemaError,
     ValidationError,
     WrongRecordTypeError,
@@ -144,17 +145,22 @@ class ConfluentSerde:
 
     def decode(self, data: bytes, topic: str = "") -> Record:
         """Fetch the writer schema by id (cached) and resolve it to this reader schema."""
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
         from confluent_kafka.serialization import SerializationError
 
         if not data or data[0] != 0:
             raise NotSingleObjectError(f"not Confluent-framed (starts {data[:4].hex() or 'empty'})")
         try:
             record: Record = self._deserializer(data, self._context(topic))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                schema_id = int.from_bytes(data[1:5], "big")
+                raise UnknownSchemaError(f"schema id {schema_id}: {exc}") from exc
+            # An outage is not the message's fault: never dead-letter good data for it.
+            raise SchemaRegistryUnavailableError("schema registry request failed", exc) from exc
         except SerializationError as exc:
-            if "not found" in str(exc).lower():
-                raise UnknownSchemaError(str(exc)) from exc
             raise CorruptPayloadError(str(exc)) from exc
-        except Exception as exc:
+        except Exception as exc:  # whatever the bytes provoke in the Avro reader
             raise CorruptPayloadError(repr(exc)) from exc
         return record
 
@@ -184,8 +190,6 @@ def make_serde(name: str, settings: Settings, store: SchemaStore | None = None) 
         try:
             registry = SchemaRegistryClient.new_client(conf)
         except Exception as exc:
-            raise ConfigurationError(
-                f"schema registry {settings.schema_registry_url}: {exc}"
-            ) from exc
+            raise ConfigurationError(f"schema registry client: {exc}") from exc
         return ConfluentSerde(name, registry, store)
     return SingleObjectSerde(name, store)

@@ -24,6 +24,7 @@ _SECRET_MARKERS = (
     "token",
     "key.pem",
     "sasl.jaas.config",
+    "sasl.oauthbearer.config",
     "basic.auth.user.info",
 )
 
@@ -34,6 +35,14 @@ def redact(config: dict[str, KafkaConfigValue]) -> dict[str, KafkaConfigValue]:
         key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
         for key, value in config.items()
     }
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL without the credentials it may carry (``scheme://user:pw@host`` → ``scheme://***@host``)."""
+    if url is None or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 def _xdg(var: str, fallback: str) -> Path:

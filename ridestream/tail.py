@@ -80,6 +80,9 @@ def describe(msg: Any, serde: Serde | None) -> dict[str, Any]:
     if msg.headers():
         out["headers"] = {k: (v.decode("utf-8", "replace") if v else v) for k, v in msg.headers()}
     value = msg.value()
+    if value is None:  # a tombstone: nothing to decode
+        out["value"] = None
+        return out
     if serde is None:
         out["value_base64"] = base64.b64encode(value or b"").decode()
         return out

@@ -103,6 +103,9 @@ def _broken(rule: _Rule, column: pd.Series) -> tuple[np.ndarray, str]:
         if rule.ge is not None or rule.le is not None:
             reasons.append(f"must be within [{rule.ge}, {rule.le}]")
     elif rule.kind == "text":
+        not_text = present & ~column.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
+        bad |= not_text
+        reasons.append("must be text")
         lengths = column.astype("string").str.len().to_numpy(dtype=np.float64, na_value=np.nan)
         if rule.min_length is not None:
             bad |= present & (lengths < rule.min_length)

@@ -30,7 +30,10 @@ KNOWN_TASKS = {
     "io.kestra.plugin.core.log.Log",
     "io.kestra.plugin.scripts.shell.Commands",
 }
-_TEMPLATE = re.compile(r"\{\{\s*inputs\.(\w+)\s*\}\}")
+_INPUT = re.compile(r"\{\{\s*inputs\.(\w+)\s*\}\}")
+_VARIABLE = re.compile(r"\{\{\s*render\(vars\.(\w+)\)\s*\}\}")
+# Only the "inputs.x ?? (trigger expression)" form the project's flow uses, for runs with inputs.
+_INPUT_OR_TRIGGER = re.compile(r"^\{\{\s*inputs\.(\w+)\s*\?\?")
 
 
 class KestraContract:
@@ -82,7 +85,15 @@ class KestraContract:
         time.sleep(0.2)
         execution["state"]["current"] = "RUNNING"
         inputs = execution["inputs"]
-        render = lambda text: _TEMPLATE.sub(lambda m: str(inputs.get(m.group(1), "")), text)  # noqa: E731
+        variables = {}
+        for name, expression in (flow.get("variables") or {}).items():
+            match = _INPUT_OR_TRIGGER.match(expression)
+            variables[name] = str(inputs.get(match.group(1)) or "") if match else expression
+
+        def render(text: str) -> str:
+            text = _VARIABLE.sub(lambda m: variables[m.group(1)], text)
+            return _INPUT.sub(lambda m: str(inputs.get(m.group(1), "")), text)
+
         for task in flow["tasks"]:
             if task["type"].endswith("log.Log"):
                 self._log(execution_id, task["id"], render(task["message"]))

@@ -22,10 +22,11 @@ from tqdm import tqdm
 
 from ridestream.drift import reference_profile
 from ridestream.evaluation import regression_metrics
+from ridestream.exceptions import ConfigurationError
 from ridestream.features import CATEGORICAL, FEATURES, SIMPLE_FEATURES, select
-from ridestream.models import non_negative
+from ridestream.models import load_version, non_negative
 from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version, make_challenger, promote
-from ridestream.settings import Settings
+from ridestream.settings import ModelSettings, Settings
 from ridestream.tracking import ensure_experiment, mlflow_client
 from training import plots
 from training.baselines import linear_baseline, median_by_payment
@@ -168,18 +169,14 @@ def _fit(spec: TargetSpec, train: Split, valid: Split, progress: bool) -> lgb.Bo
 
 
 def _champion_score(
-    client: Any, spec: TargetSpec, valid: Split, actual: np.ndarray
+    client: Any, settings: ModelSettings, spec: TargetSpec, valid: Split, actual: np.ndarray
 ) -> tuple[str | None, float | None]:
-    import mlflow.lightgbm
-
+    """The current champion's gate metric on the same validation rows (None without one)."""
     version = alias_version(client, spec.model_name, CHAMPION)
     if version is None:
         return None, None
-    champion = mlflow.lightgbm.load_model(f"models:/{spec.model_name}/{version}")
-    predicted = non_negative(
-        champion.predict(select(valid.features, tuple(champion.feature_name())), num_threads=2)
-    )
-    return version, regression_metrics(actual, predicted)[spec.gate_metric]
+    champion = load_version(client, spec.model_name, version, CHAMPION, settings, threads=0)
+    return version, regression_metrics(actual, champion.predict(valid.features))[spec.gate_metric]
 
 
 def train_target(
@@ -188,6 +185,7 @@ def train_target(
     valid: Split,
     client: Any,
     experiment_id: str,
+    model_settings: ModelSettings,
     progress: bool = True,
 ) -> TrainResult:
     """Train, evaluate, log, register and gate one target's model."""
@@ -208,7 +206,7 @@ def train_target(
             actual, median_by_payment(train.rides, valid.rides, column)
         ),
     }
-    champion_before, champion_score = _champion_score(client, spec, valid, actual)
+    champion_before, champion_score = _champion_score(client, model_settings, spec, valid, actual)
 
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"{spec.model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -298,7 +296,7 @@ def train_models(
     specs = specs or SPECS
     unknown = sorted(set(targets) - set(specs))
     if unknown:
-        raise ValueError(f"unknown targets {unknown}; choose from {sorted(specs)}")
+        raise ConfigurationError(f"unknown targets {unknown}; choose from {sorted(specs)}")
     client = mlflow_client(settings.mlflow)
     experiment_id = ensure_experiment(client, settings.mlflow)
     train, valid = load_split(train_path, sample), load_split(valid_path, sample)
@@ -311,7 +309,9 @@ def train_models(
     )
     results = []
     for target in tqdm(targets, desc="targets", unit="model", disable=not progress):
-        result = train_target(specs[target], train, valid, client, experiment_id, progress)
+        result = train_target(
+            specs[target], train, valid, client, experiment_id, settings.models, progress
+        )
         logger.info(
             "model=%s version=%s role=%s valid_rmse=%.3f valid_mae=%.3f (linear rmse=%.3f, median mae=%.3f)",
             result.model_name, result.version, result.role, result.metrics["rmse"], result.metrics["mae"],

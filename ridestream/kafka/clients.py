@@ -39,16 +39,20 @@ def common_config(settings: Settings) -> Config:
 
 
 def producer_config(settings: Settings, **overrides: KafkaConfigValue) -> Config:
-    """An idempotent producer config: acks=all, ordered, bounded delivery time."""
+    """An idempotent producer config: acks=all, ordered, bounded delivery time.
+
+    Tuning passes through; the two delivery guarantees do not: they are applied last, so no
+    setting can quietly trade them away.
+    """
     return {
         **common_config(settings),
-        "enable.idempotence": True,
-        "acks": "all",
         "message.timeout.ms": settings.delivery_timeout_ms,
         "linger.ms": 5,
         "compression.type": "lz4",
         **settings.producer_config,
         **overrides,
+        "enable.idempotence": True,
+        "acks": "all",
     }
 
 

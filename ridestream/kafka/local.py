@@ -282,9 +282,9 @@ class LocalKafka:
             return None
         return pid
 
-    def answers(self, timeout_s: float = 2.0) -> bool:
+    def answers(self, timeout_s: float = 2.0, admin: AdminClient | None = None) -> bool:
         """True when a broker at the bootstrap address answers a metadata request."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = admin or AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         try:
             cluster_metadata(admin, timeout_s)
         except KafkaError:
@@ -346,15 +346,18 @@ class LocalKafka:
     def wait_ready(self, process: subprocess.Popen[bytes] | None = None) -> None:
         """Block until the broker answers a metadata request; BrokerError on death or timeout."""
         deadline = time.monotonic() + self.settings.start_timeout_s
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 raise BrokerError(
                     f"Kafka exited with code {process.returncode} while starting:\n"
                     + self._tail_output()
                 )
-            if self.answers(timeout_s=1.0):
+            if self.answers(timeout_s=1.0, admin=admin):
                 return
             time.sleep(0.2)
+        if process is not None:  # don't leave a half-started broker behind
+            self.stop()
         raise BrokerError(
             f"Kafka did not answer at {self.bootstrap} within {self.settings.start_timeout_s}s:\n"
             + self._tail_output()
@@ -374,7 +377,11 @@ class LocalKafka:
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:  # it died between the check and the signal
+            self.pid_path.unlink(missing_ok=True)
+            return False
         if not self._wait_exit(pid, self.settings.stop_timeout_s):
             logger.warning(
                 "Kafka (pid %s) ignored SIGTERM for %ss; killing it",

@@ -109,6 +109,8 @@ class ReliableProducer:
                 produce(topic, value, key, on_delivery=callback)
             except BufferError:
                 self.produce(topic, value, key)  # the bounded wait-and-retry path
+            except KafkaException as exc:
+                raise KafkaError(f"produce to {topic} failed", exc.args[0]) from exc
             if i % 1000 == 999:
                 self._producer.poll(0)
         self._producer.poll(0)
@@ -166,19 +168,30 @@ class AsyncProducer:
     """An asyncio face on ReliableProducer: ``await send(...)`` returns once the broker has it.
 
     A daemon thread serves delivery reports and hands each result to the event loop that waits.
+    A full local queue is waited out with ``asyncio.sleep`` (that thread is what drains it), never
+    by blocking the event loop.
     """
 
-    def __init__(self, config: dict[str, Any], *, queue_full_retries: int = 20) -> None:
-        self._producer = ReliableProducer(
-            config, queue_full_retries=queue_full_retries, remember_errors=False
-        )
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        queue_full_retries: int = 20,
+        queue_full_wait_s: float = 0.5,
+    ) -> None:
+        self._producer = ReliableProducer(config, queue_full_retries=0, remember_errors=False)
+        self._queue_full_retries = queue_full_retries
+        self._queue_full_wait_s = queue_full_wait_s
         self._closing = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
         self._poller.start()
 
     def _poll_loop(self) -> None:
         while not self._closing.is_set():
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except Exception:  # one callback's failure must not stop every later delivery
+                logger.exception("serving delivery reports failed")
 
     async def send(
         self,
@@ -191,18 +204,26 @@ class AsyncProducer:
         loop = asyncio.get_running_loop()
         delivered: asyncio.Future[Message] = loop.create_future()
 
+        def settle(err: Any, msg: Message) -> None:
+            if delivered.done():  # the waiter gave up (timeout, cancellation)
+                return
+            if err is None:
+                delivered.set_result(msg)
+            else:
+                delivered.set_exception(describe_failure(err, msg))
+
         def on_delivery(err: Any, msg: Message) -> None:
-            def settle() -> None:
-                if delivered.done():  # the waiter gave up (timeout, cancellation)
-                    return
-                if err is None:
-                    delivered.set_result(msg)
-                else:
-                    delivered.set_exception(describe_failure(err, msg))
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, err, msg)
 
-            loop.call_soon_threadsafe(settle)
-
-        self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        for attempt in range(self._queue_full_retries + 1):
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                break
+            except QueueFullError:
+                if attempt == self._queue_full_retries:
+                    raise
+                await asyncio.sleep(self._queue_full_wait_s)
         return await delivered
 
     def close(self, timeout_s: float = 30.0) -> None:

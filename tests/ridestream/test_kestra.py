@@ -49,18 +49,20 @@ def test_deploy_run_wait_and_read_the_logs_of_the_training_flow(kestra: KestraCo
         assert ("POST", "/api/v1/main/flows") in kestra.requests
 
         started = client.run(
-            "ridestream", "train-models", {"month": "2023-01", "targets": "duration,cost"}
+            "ridestream",
+            "train-models",
+            {"month": "2023-01", "valid_month": "2023-02", "targets": "duration,cost"},
         )
         assert started.state == "CREATED"
         assert started.inputs["targets"] == "duration,cost"
-        assert started.inputs["valid_month"] == "2023-02"  # the flow's default
+        assert started.inputs["reason"] == "on demand"  # the flow's default
         finished = client.wait(started.id, timeout_s=10, poll_s=0.1)
         assert finished.state == "SUCCESS"
         assert finished.finished
         messages = [entry["message"] for entry in client.logs(started.id)]
         assert messages[0] == "training duration,cost on 2023-01, validating on 2023-02 (on demand)"
-        assert "--train-month data/green_tripdata_2023-01.parquet" in messages[-1]
-        assert "--targets duration,cost" in messages[-1]
+        assert '--train-month "data/green_tripdata_2023-01.parquet"' in messages[-1]
+        assert '--targets "duration,cost"' in messages[-1]
 
 
 def test_an_unknown_flow_is_not_found(kestra: KestraContract) -> None:
