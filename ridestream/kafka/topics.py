@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as LibKafkaError
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from tenacity import (
+    retry,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from ridestream.exceptions import KafkaError
 from ridestream.kafka.clients import cluster_metadata, common_config, unique_group_id
@@ -100,20 +107,40 @@ def _watermarks(consumer: Consumer, partition: TopicPartition, timeout_s: float)
     return int(low), int(high)
 
 
+class _LeadershipSettlingError(Exception):
+    """A topic's metadata still carries a transient error (a leader is being elected)."""
+
+
+@retry(
+    retry=retry_if_exception_type(_LeadershipSettlingError),
+    stop=stop_after_attempt(10),
+    wait=wait_exponential(multiplier=0.1, max=2),
+)
+def _topic_metadata(admin: AdminClient, name: str, timeout_s: float) -> Any:
+    """A topic's metadata once it is usable; None when the topic does not exist."""
+    topic = cluster_metadata(admin, timeout_s).topics.get(name)
+    if topic is None:
+        return None
+    if topic.error is not None:
+        if topic.error.code() == LibKafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        raise _LeadershipSettlingError(str(topic.error))
+    return topic
+
+
 def summarize_topics(
     settings: Settings, names: list[str], timeout_s: float = 10.0
 ) -> list[TopicSummary]:
     """Partition count and high-minus-low watermark per topic (transaction markers included)."""
     admin = AdminClient(common_config(settings))
-    metadata = cluster_metadata(admin, timeout_s)
     consumer = Consumer(
         {**common_config(settings), "group.id": unique_group_id("ridestream-admin")}
     )
     summaries = []
     try:
         for name in names:
-            topic = metadata.topics.get(name)
-            if topic is None or topic.error is not None:
+            topic = _topic_metadata(admin, name, timeout_s)
+            if topic is None:  # no such topic: nothing to count
                 continue
             total = 0
             for partition in topic.partitions:
