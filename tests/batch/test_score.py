@@ -65,3 +65,32 @@ def test_a_file_without_ride_columns_is_refused_with_what_is_missing(
     ).to_parquet(source)
     with pytest.raises(ValueError, match="lacks ride columns"):
         score_file(settings, source, tmp_path / "out.parquet", progress=False)
+
+
+def test_chunks_with_and_without_nulls_write_one_valid_file(
+    trained: tuple[Settings, list[TrainResult]], tmp_path: Path
+) -> None:
+    settings, _ = trained
+    raw = pd.read_parquet(month_file("2023-02"))
+    # First chunk without any missing payment type, second with: the types must not drift.
+    complete = raw[raw["payment_type"].notna()].head(300)
+    partial = raw[raw["payment_type"].isna()].head(300)
+    source = tmp_path / "mixed.parquet"
+    pd.concat([complete, partial]).to_parquet(source)
+    output = tmp_path / "scored.parquet"
+    summary = score_file(settings, source, output, chunk_rows=300, progress=False)
+    assert (summary.rows, summary.chunks) == (600, 2)
+    scored = pd.read_parquet(output)
+    assert scored["payment_type"].isna().sum() == 300
+    assert scored["predicted_tip"].notna().all()
+
+
+def test_an_empty_input_gives_an_empty_but_valid_output(
+    trained: tuple[Settings, list[TrainResult]], tmp_path: Path
+) -> None:
+    settings, _ = trained
+    source = tmp_path / "empty.parquet"
+    pd.read_parquet(month_file("2023-02")).head(0).to_parquet(source)
+    summary = score_file(settings, source, tmp_path / "out.parquet", progress=False)
+    assert summary.rows == 0
+    assert "predicted_cost" in pq.read_schema(tmp_path / "out.parquet").names

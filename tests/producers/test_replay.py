@@ -134,3 +134,11 @@ def test_rows_the_contract_refuses_are_skipped_counted_and_the_rest_published(
         kafka_settings, kafka_settings.topics.full("started"), expected=published
     )
     assert len(messages) == published
+
+
+def test_pickups_without_a_span_complete_right_after_they_start() -> None:
+    frame = rides([10.0, 20.0], gaps_s=[0.0])  # two pickups at the same instant
+    due, kinds, _index, speedup = schedule(frame, rate=100.0)
+    assert speedup == float("inf")
+    ends = due[kinds == COMPLETE]
+    assert ends.max() <= 0.01 + 1e-9  # not 20 real minutes later

@@ -114,3 +114,10 @@ def test_select_keeps_a_models_columns_in_its_order() -> None:
     assert simple.shape == (1, len(SIMPLE_FEATURES))
     assert simple[0, 0] == column(matrix, SIMPLE_FEATURES[0])[0]
     assert select(matrix, FEATURES) is matrix
+
+
+def test_a_missing_pickup_time_leaves_the_time_features_missing() -> None:
+    features = build_features(ride(pickup_time=None))
+    for name in ("pickup_hour", "day_of_week", "is_weekend"):
+        assert np.isnan(column(features, name)[0]), name
+    assert column(features, "trip_distance")[0] == 17.5

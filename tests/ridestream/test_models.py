@@ -110,3 +110,29 @@ def test_the_lleaves_backend_predicts_what_the_booster_predicts(
     np.testing.assert_allclose(
         compiled.predict(features), booster.predict(features), rtol=1e-9, atol=1e-9
     )
+
+
+def test_a_vanished_champion_alias_keeps_the_model_serving(
+    trained: tuple[Settings, list[TrainResult]], tmp_path: Path
+) -> None:
+    settings = mlflow_settings(tmp_path)
+    client = mlflow_client(settings.mlflow)
+    train_simple(settings, max_rounds=5)
+    model = AliasedModel(client, "ride-duration-simple", CHAMPION, settings.models)
+    client.delete_registered_model_alias("ride-duration-simple", CHAMPION)
+    assert model.refresh() is False
+    assert model.current is not None  # still serving the last champion
+
+
+def test_a_registry_outage_is_an_error_not_a_missing_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ridestream.registry import alias_version
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(MlflowException):
+        alias_version(MlflowClient(tracking_uri=uri, registry_uri=uri), "ride-cost", CHAMPION)

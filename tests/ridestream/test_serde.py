@@ -163,3 +163,12 @@ def test_confluent_framing_against_the_client_librarys_mock_registry() -> None:
     assert decoded["pickup_zone"] == 74
     with pytest.raises(NotSingleObjectError):
         serde.decode(b"\xc3\x01whatever", "rides.started")
+
+
+def test_an_unknown_confluent_schema_id_is_unknown_not_corrupt() -> None:
+    settings_ = Settings(_env_file=None, schema_registry_url="mock://ridestream-unknown-id")  # type: ignore[call-arg]
+    serde = make_serde(RIDE_STARTED, settings_)
+    data = serde.encode(ride(), "rides.started")
+    forged = data[:1] + (999).to_bytes(4, "big") + data[5:]
+    with pytest.raises(UnknownSchemaError, match="schema id 999"):
+        serde.decode(forged, "rides.started")
