@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -35,6 +36,8 @@ models_app = typer.Typer(
 mlflow_app = typer.Typer(help="The MLflow tracking store.", no_args_is_help=True)
 batch_app = typer.Typer(help="Offline scoring.", no_args_is_help=True)
 kestra_app = typer.Typer(help="The Kestra flow that retrains the models.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(kestra_app, name="kestra")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(models_app, name="models")
@@ -367,6 +370,66 @@ def batch_score(
     typer.echo(
         f"scored {summary.rows} rides in {summary.chunks} chunk(s) into {summary.output} ({versions})"
     )
+
+
+# -- stream processors -------------------------------------------------------------------------
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT only set the returned event; a second SIGINT interrupts at once."""
+    import signal
+
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        logger.info(
+            "signal %s: finishing the batch in flight, then stopping", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+@app.command()
+def predict(
+    target: Annotated[str, typer.Option(help="duration, cost or tip.")],
+    instance_id: Annotated[
+        str | None, typer.Option(help="Stable id of this replica (fences its predecessor).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics on 127.0.0.1:PORT.")
+    ] = None,
+) -> None:
+    """Run one target's exactly-once predictor until SIGTERM/SIGINT."""
+    from consumers.predictor import Predictor
+
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if instance_id is not None:
+        updates["instance_id"] = instance_id
+    if metrics_port is not None:
+        updates["metrics_port"] = metrics_port
+    if updates:
+        settings = settings.model_copy(
+            update={"predictor": settings.predictor.model_copy(update=updates)}
+        )
+    Predictor(settings, target).run(_stop_on_signals())
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    kind: Annotated[
+        list[str] | None, typer.Option(help="Only these error kinds (repeatable).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N letters.")] = None,
+) -> None:
+    """Re-publish dead letters to their source topics, once each."""
+    from ridestream.dlq import replay as replay_letters
+
+    counts = replay_letters(_settings(), kinds=set(kind) if kind else None, limit=limit)
+    typer.echo(f"replayed {counts['replayed']} dead letter(s); skipped {counts['skipped']}")
 
 
 # -- kestra ------------------------------------------------------------------------------------

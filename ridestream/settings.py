@@ -87,6 +87,29 @@ class LocalKafkaSettings(BaseModel):
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class PredictorSettings(BaseModel):
+    """The per-target predictor loop."""
+
+    batch_max_messages: int = Field(default=1000, ge=1)
+    batch_max_wait_s: float = Field(
+        default=0.1, gt=0, le=1.0, description="At most 1 s: signals are served between polls."
+    )
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
+    metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in
+    retry_backoff_s: float = Field(default=0.5, gt=0)
+    retry_backoff_max_s: float = Field(default=10.0, gt=0)
+    transaction_timeout_ms: int = Field(
+        default=15_000,
+        ge=1000,
+        description="Bounds how long a crashed predictor's open transaction blocks readers.",
+    )
+    instance_id: str | None = Field(
+        default=None,
+        description="Stable per replica (e.g. an ordinal) so a restart fences its predecessor at once.",
+    )
+    statistics_interval_ms: int = Field(default=5000, ge=0)
+
+
 class MlflowSettings(BaseModel):
     """Tracking and registry: a local SQLite file and artifact folder unless a server is set."""
 
@@ -156,6 +179,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    predictor: PredictorSettings = Field(default_factory=PredictorSettings)
     kestra: KestraSettings = Field(default_factory=KestraSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     schema_registry_url: str | None = Field(

@@ -8,6 +8,10 @@ alone. Set ``RIDESTREAM_KAFKA_BOOTSTRAP`` to run the suite against a broker that
 from __future__ import annotations
 
 import os
+
+# The suite shares two cores with a broker and sometimes another job: OpenMP threads that spin
+# while waiting turn that sharing into minutes-long stalls in LightGBM. Set before it loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import socket
 import uuid
 from collections.abc import Callable, Iterator

@@ -98,8 +98,15 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters).
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with "-": command-line parsers take
+    that for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class ReliableProducer:
     def produce(
         self,
         topic: str,
-        value: bytes,
+        value: bytes | None,
         key: bytes | str | None = None,
         headers: Headers | None = None,
         on_delivery: DeliveryCallback | None = None,

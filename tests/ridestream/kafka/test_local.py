@@ -81,10 +81,10 @@ def test_server_properties_bind_loopback_with_single_node_replication(tmp_path: 
     assert props["group.initial.rebalance.delay.ms"] == "0"
 
 
-def test_cluster_ids_are_kafka_shaped() -> None:
-    cluster_id = new_cluster_id()
-    assert len(cluster_id) == 22
-    assert "=" not in cluster_id
+def test_cluster_ids_are_kafka_shaped_and_never_look_like_an_option() -> None:
+    ids = [new_cluster_id() for _ in range(2000)]  # 1 in 64 would start with "-" unguarded
+    assert all(len(i) == 22 for i in ids)
+    assert not any("=" in i or i.startswith("-") for i in ids)
 
 
 @pytest.mark.kafka

@@ -1,0 +1,348 @@
+"""The per-target predictor: consume RideStarted, predict a batch at once, produce Predictions and
+commit the input offsets in the same Kafka transaction (exactly once, read_committed downstream).
+
+One loop, started once per target (``ridestream predict --target duration``), each target in its
+own consumer group; several processes of one target share its partitions. Per batch:
+
+    consume → decode → validate → features → champion (+ challenger as shadow) → encode
+    → produce predictions and dead letters → send offsets → commit
+
+Anything that cannot be decoded or breaks the contract goes to the DLQ in the same transaction,
+so it is dead-lettered exactly once too, and the rest of the batch goes on. On a transaction
+error the batch is aborted, the consumer rewound to the committed offsets, and the batch retried
+after a backoff; a fatal error (this producer was fenced) ends the loop. Models are read once per
+batch from alias-following handles, so an alias move takes effect at the next batch boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from ridestream import dlq
+from ridestream.avro_columnar import ColumnarEncoder
+from ridestream.events import RideStarted, utc_now
+from ridestream.exceptions import DecodeError, RidestreamError, SchemaRegistryUnavailableError
+from ridestream.features import build_features
+from ridestream.kafka.clients import consumer_config, producer_config
+from ridestream.metrics import PredictorMetrics, serve
+from ridestream.models import AliasedModel, LoadedModel
+from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from ridestream.schemas import PREDICTION, RIDE_STARTED
+from ridestream.serde import Serde, SingleObjectSerde, make_serde
+from ridestream.settings import Settings
+from ridestream.tracking import mlflow_client
+from ridestream.validation import find_problems
+
+logger = logging.getLogger(__name__)
+
+INVALID_VALUE = "invalid_value"
+
+
+def group_id(settings: Settings, target: str) -> str:
+    """The consumer group of a target's predictors (topic prefix applied, for shared clusters)."""
+    return f"{settings.topics.prefix}ridestream.predictor.{target}"
+
+
+@dataclass
+class BatchOutcome:
+    """What one committed batch did (for tests and logs)."""
+
+    consumed: int
+    predicted: int
+    dead_letters: int
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Predictor:
+    """The exactly-once predict loop of one target."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        target: str,
+        *,
+        champion: AliasedModel | None = None,
+        challenger: AliasedModel | None = None,
+        metrics: PredictorMetrics | None = None,
+    ) -> None:
+        if target not in ("duration", "cost", "tip"):
+            raise RidestreamError(f"unknown target {target!r}: duration, cost or tip")
+        self.settings = settings
+        self.target = target
+        self.group = group_id(settings, target)
+        self.config = settings.predictor
+        topics = settings.topics
+        self.input_topic, self.output_topic, self.dlq_topic = (
+            topics.full("started"),
+            topics.full("predictions"),
+            topics.full("dlq"),
+        )
+        self.metrics = metrics or PredictorMetrics(target)
+        if champion is None:
+            client = mlflow_client(settings.mlflow)
+            name = MODEL_NAMES[target]
+            champion = AliasedModel(client, name, CHAMPION, settings.models)
+            challenger = AliasedModel(client, name, CHALLENGER, settings.models, required=False)
+        self.champion, self.challenger = champion, challenger
+        self.serde: Serde = make_serde(RIDE_STARTED, settings)
+        prediction_serde = SingleObjectSerde(PREDICTION)
+        self.encoder = ColumnarEncoder(prediction_serde.schema, prediction_serde.header)
+        if not isinstance(self.serde, SingleObjectSerde):
+            logger.info("input framing is Confluent; predictions stay single-object framed")
+        instance = self.config.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.transactional_id = f"{self.group}.{instance}"
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _connect(self) -> tuple[Consumer, Producer]:
+        consumer = Consumer(
+            consumer_config(
+                self.settings,
+                self.group,
+                **{"statistics.interval.ms": self.config.statistics_interval_ms},
+                stats_cb=self.metrics.librdkafka_statistics,
+            )
+        )
+        producer = Producer(
+            producer_config(
+                self.settings,
+                **{
+                    "transactional.id": self.transactional_id,
+                    "transaction.timeout.ms": self.config.transaction_timeout_ms,
+                    # librdkafka insists a message may not outlive its transaction.
+                    "message.timeout.ms": min(
+                        self.settings.delivery_timeout_ms, self.config.transaction_timeout_ms
+                    ),
+                },
+            )
+        )
+        # Fences any earlier producer with this id and aborts what it left open.
+        producer.init_transactions(30)
+        consumer.subscribe([self.input_topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
+        return consumer, producer
+
+    @staticmethod
+    def _on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Rebalance callbacks run inside consume(), and a transaction is only open between a
+        # consume() and its commit: here there is never one to abort, and offsets were committed
+        # with the last transaction.
+        logger.info("partitions revoked: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    @staticmethod
+    def _on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.warning(
+            "partitions lost (nothing is committed for them): %s",
+            [f"{p.topic}[{p.partition}]" for p in partitions],
+        )
+
+    def run(
+        self, stop: threading.Event, on_batch: Callable[[BatchOutcome], None] | None = None
+    ) -> None:
+        """Consume until ``stop`` is set; the batch in flight is finished or aborted, then clients close."""
+        serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+        self.champion.start_polling()
+        if self.challenger is not None:
+            self.challenger.start_polling()
+        consumer, producer = self.consumer, self.producer = self._connect()
+        backoff = self.config.retry_backoff_s
+        logger.info(
+            "predictor target=%s group=%s transactional.id=%s started",
+            self.target,
+            self.group,
+            self.transactional_id,
+        )
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(
+                    self.config.batch_max_messages, self.config.batch_max_wait_s
+                )
+                if not messages:
+                    continue
+                try:
+                    outcome = self.process(messages)
+                except (KafkaException, SchemaRegistryUnavailableError) as exc:
+                    self._abort_and_rewind(exc)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+                    continue
+                backoff = self.config.retry_backoff_s
+                if on_batch is not None:
+                    on_batch(outcome)
+        finally:
+            self.champion.stop()
+            if self.challenger is not None:
+                self.challenger.stop()
+            consumer.close()
+            producer.flush(10)
+            logger.info("predictor target=%s stopped", self.target)
+
+    def _abort_and_rewind(self, exc: Exception) -> None:
+        error = exc.args[0] if isinstance(exc, KafkaException) else None
+        if error is not None and error.fatal():
+            raise RidestreamError(f"fatal Kafka error, this predictor must stop: {error}") from exc
+        reason = error.name() if error is not None else type(exc).__name__
+        logger.warning("batch failed (%s); aborting the transaction and rewinding", exc)
+        self.metrics.aborts.labels(self.target, reason).inc()
+        assert self.consumer is not None
+        assert self.producer is not None
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as abort_error:
+            if abort_error.args[0].fatal():
+                raise RidestreamError(
+                    f"fatal Kafka error while aborting: {abort_error}"
+                ) from abort_error
+            logger.warning("abort failed: %s", abort_error)
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        for partition in self.consumer.committed(assignment, 30):
+            if (
+                partition.offset < 0
+            ):  # nothing committed yet: from the start, as auto.offset.reset says
+                partition.offset = OFFSET_BEGINNING
+            self.consumer.seek(partition)
+
+    # -- one batch ------------------------------------------------------------------------------
+    def process(self, messages: list[Message]) -> BatchOutcome:
+        """Predict a batch and commit it with its offsets in one transaction."""
+        assert self.consumer is not None
+        assert self.producer is not None
+        for msg in messages:
+            if msg.error():
+                raise KafkaException(msg.error())
+        champion, challenger = (
+            self.champion.current,
+            self.challenger.current if self.challenger else None,
+        )
+        assert champion is not None, "the champion handle always holds a model"
+        events, dead = self._decode(messages)
+        self.metrics.consumed.labels(self.target).inc(len(messages))
+        self.metrics.batch_size.labels(self.target).observe(len(messages))
+
+        producer = self.producer
+        producer.begin_transaction()
+        produced = 0
+        if events:
+            frame = pd.DataFrame(events)
+            features = build_features(frame)
+            for model in (champion, challenger):
+                if model is not None:
+                    produced += self._predict_and_produce(model, frame, features)
+        for letter in dead:
+            self._produce(
+                self.dlq_topic,
+                letter.msg.value(),
+                letter.msg.key(),
+                dlq.headers_for(letter, self.group),
+            )
+            self.metrics.dead_letters.labels(self.target, letter.kind).inc()
+        producer.send_offsets_to_transaction(
+            self.consumer.position(self.consumer.assignment()),
+            self.consumer.consumer_group_metadata(),
+            30,
+        )
+        started = time.perf_counter()
+        producer.commit_transaction(30)
+        self.metrics.commit_seconds.labels(self.target).observe(time.perf_counter() - started)
+        self._observe_latency(events)
+        versions = {
+            CHAMPION: champion.version,
+            **({CHALLENGER: challenger.version} if challenger else {}),
+        }
+        return BatchOutcome(len(messages), produced, len(dead), versions)
+
+    def _decode(self, messages: list[Message]) -> tuple[list[dict[str, Any]], list[dlq.DeadLetter]]:
+        """Good events (as dicts) and dead letters (undecodable, or breaking the contract)."""
+        events: list[dict[str, Any]] = []
+        decoded_msgs: list[Message] = []
+        dead: list[dlq.DeadLetter] = []
+        for msg in messages:
+            try:
+                events.append(self.serde.decode(msg.value() or b"", msg.topic() or ""))
+                decoded_msgs.append(msg)
+            except DecodeError as exc:
+                dead.append(dlq.DeadLetter(msg, exc.kind, str(exc)))
+        if not events:
+            return events, dead
+        problems = find_problems(RideStarted, pd.DataFrame(events))
+        if problems:
+            bad_rows = {p.row for p in problems}
+            dead += [
+                dlq.DeadLetter(decoded_msgs[p.row], INVALID_VALUE, f"{p.field}: {p.reason}")
+                for p in problems
+            ]
+            events = [event for i, event in enumerate(events) if i not in bad_rows]
+        return events, dead
+
+    def _predict_and_produce(
+        self, model: LoadedModel, frame: pd.DataFrame, features: np.ndarray
+    ) -> int:
+        started = time.perf_counter()
+        values = model.predict(features)
+        self.metrics.predict_seconds.labels(self.target, model.role).observe(
+            time.perf_counter() - started
+        )
+        n = len(frame)
+        ride_ids = frame["ride_id"].tolist()
+        encoded = self.encoder.encode(
+            {
+                "ride_id": ride_ids,
+                "target": [self.target] * n,
+                "value": values,
+                "model_name": [model.name] * n,
+                "model_version": [model.version] * n,
+                "role": [model.role] * n,
+                "source_event_id": frame["event_id"].tolist(),
+                "source_event_time": frame["event_time"],
+                "pickup_time": frame["pickup_time"],
+                "predicted_at": np.full(n, int(utc_now().timestamp() * 1000)),
+            },
+            n,
+        )
+        for key, value in zip(ride_ids, encoded, strict=True):
+            self._produce(self.output_topic, value, key)
+        self.metrics.predictions.labels(self.target, model.role, model.version).inc(n)
+        self.metrics.model_in_use(model.role, model.name, model.version)
+        return n
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: Any,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:
+                # The queue drains as the broker acknowledges; a failed delivery fails the commit.
+                self.producer.poll(0.1)
+
+    def _observe_latency(self, events: list[dict[str, Any]]) -> None:
+        now = utc_now().timestamp()
+        histogram = self.metrics.latency.labels(self.target)
+        for event in events:
+            histogram.observe(max(now - event["event_time"].timestamp(), 0.0))

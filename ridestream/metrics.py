@@ -1,0 +1,108 @@
+"""Prometheus metrics of the stream processors, served on 127.0.0.1 by default.
+
+Each process builds its metrics on its own registry (tests run several in one interpreter) and
+serves it with ``serve(registry, port)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class PredictorMetrics:
+    """What a predictor exports: volumes, errors, timings, lag and the models in use."""
+
+    def __init__(self, target: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.target = target
+        registry = self.registry
+        self.consumed = Counter(
+            "ridestream_events_consumed_total",
+            "RideStarted messages consumed",
+            ["target"],
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "ridestream_predictions_total",
+            "Predictions produced",
+            ["target", "role", "model_version"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "ridestream_dead_letters_total",
+            "Messages sent to the DLQ",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "ridestream_batch_size",
+            "Messages per batch",
+            ["target"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.predict_seconds = Histogram(
+            "ridestream_predict_seconds",
+            "Model time per batch",
+            ["target", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "ridestream_event_to_prediction_seconds",
+            "From the RideStarted event time to the committed prediction",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "ridestream_transaction_commit_seconds",
+            "Kafka transaction commit time",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.aborts = Counter(
+            "ridestream_transaction_aborts_total",
+            "Aborted transactions",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "ridestream_consumer_lag",
+            "Consumer lag per partition",
+            ["target", "topic", "partition"],
+            registry=registry,
+        )
+        self.model = Info(
+            "ridestream_model", "Model versions in use", ["target", "role"], registry=registry
+        )
+
+    def model_in_use(self, role: str, name: str, version: str) -> None:
+        """Record which model version serves a role."""
+        self.model.labels(self.target, role).info({"name": name, "version": version})
+
+    def librdkafka_statistics(self, stats_json: str) -> None:
+        """Consumer lag per partition from librdkafka's statistics callback."""
+        stats: dict[str, Any] = json.loads(stats_json)
+        for topic, entry in stats.get("topics", {}).items():
+            for partition, values in entry.get("partitions", {}).items():
+                lag = values.get("consumer_lag", -1)
+                if partition != "-1" and lag >= 0:
+                    self.lag.labels(self.target, topic, partition).set(lag)
+
+
+def serve(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``/metrics`` on host:port in a daemon thread (port 0: don't serve)."""
+    if port:
+        start_http_server(port, addr=host, registry=registry)
+        logger.info("metrics on http://%s:%d/metrics", host, port)

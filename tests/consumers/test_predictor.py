@@ -1,0 +1,204 @@
+"""The predictor against a real broker and a real MLflow registry: exactly once, dead letters."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import fastavro
+import numpy as np
+import pytest
+
+from consumers.predictor import BatchOutcome, Predictor
+from producers.replay import replay
+from ridestream import dlq
+from ridestream.features import build_features
+from ridestream.kafka.clients import producer_config
+from ridestream.kafka.producer import ReliableProducer
+from ridestream.models import load_version
+from ridestream.registry import CHAMPION, MODEL_NAMES
+from ridestream.schemas import PREDICTION, RIDE_STARTED
+from ridestream.serde import MARKER, SingleObjectSerde
+from ridestream.settings import Settings
+from ridestream.tlc import load_month, month_file
+from ridestream.tracking import mlflow_client
+from tests.helpers import consume_all
+from training.train import TrainResult
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture
+def stream_settings(
+    kafka_settings: Settings, trained: tuple[Settings, list[TrainResult]]
+) -> Settings:
+    """This test's topics on the session broker, models from the session's trained registry."""
+    models = trained[0]
+    return kafka_settings.model_copy(update={"mlflow": models.mlflow, "models": models.models})
+
+
+def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
+    stream_settings: Settings,
+) -> None:
+    rides = 3000
+    replay(
+        stream_settings,
+        month_file("2023-02"),
+        rate=0,
+        limit=rides,
+        completions=False,
+        id_prefix="p-",
+        progress=False,
+    )
+    predictor = Predictor(stream_settings, "duration")
+    done = threading.Event()
+    counted: list[int] = []
+
+    def watch(outcome: BatchOutcome) -> None:
+        counted.append(outcome.predicted)
+        if sum(counted) >= rides:
+            done.set()
+
+    outcomes = run_until(predictor, done, watch)
+    assert sum(o.predicted for o in outcomes) == rides
+
+    messages = consume_all(
+        stream_settings, stream_settings.topics.full("predictions"), expected=rides
+    )
+    serde = SingleObjectSerde(PREDICTION)
+    predictions = [serde.decode(m.value()) for m in messages]
+    per_ride = Counter(p["ride_id"] for p in predictions)
+    assert len(per_ride) == rides
+    assert max(per_ride.values()) == 1
+    assert {(p["target"], p["role"], p["model_name"]) for p in predictions} == {
+        ("duration", CHAMPION, "ride-duration")
+    }
+
+    # The values are what the champion gives for the same rides offline (batch scoring's path).
+    frame, _ = load_month(month_file("2023-02"))
+    frame = frame.iloc[:rides]
+    client = mlflow_client(stream_settings.mlflow)
+    version = predictions[0]["model_version"]
+    offline = load_version(
+        client, MODEL_NAMES["duration"], version, CHAMPION, stream_settings.models
+    ).predict(build_features(frame))
+    by_id = {p["ride_id"]: p["value"] for p in predictions}
+    np.testing.assert_allclose([by_id[f"p-{i:07d}"] for i in range(rides)], offline, rtol=1e-12)
+
+
+def run_until(predictor: Predictor, done: threading.Event, watch: Any) -> list[BatchOutcome]:
+    """Run a predictor in a thread until ``watch`` sets ``done`` (or two minutes pass), then stop it."""
+    outcomes: list[BatchOutcome] = []
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def on_batch(outcome: BatchOutcome) -> None:
+        outcomes.append(outcome)
+        watch(outcome)
+
+    def run() -> None:
+        try:
+            predictor.run(stop, on_batch)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not done.is_set() and time.monotonic() < deadline and thread.is_alive():
+        done.wait(0.2)
+    stop.set()
+    thread.join(timeout=60)
+    assert not failure, failure
+    return outcomes
+
+
+def avro_body(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema, named_schemas={}), record)
+    return buffer.getvalue()
+
+
+def valid_record(ride_id: str, **changes: Any) -> dict[str, Any]:
+    record = {
+        "event_id": uuid.uuid4(), "ride_id": ride_id, "event_time": datetime.now(UTC), "source": "backend",
+        "enhanced": False, "pickup_time": datetime(2023, 2, 1, 8, 30), "pickup_zone": 74, "dropoff_zone": 75,
+        "trip_distance": 1.2, "passenger_count": 1, "vendor_id": 2, "rate_code": 1, "payment_type": 1, "trip_type": 1,
+    }  # fmt: skip
+    record.update(changes)
+    return record
+
+
+def test_poison_goes_to_the_dlq_with_its_reason_and_the_rest_is_predicted(
+    stream_settings: Settings,
+) -> None:
+    started = SingleObjectSerde(RIDE_STARTED)
+    topic = stream_settings.topics.full("started")
+    good = [started.encode(valid_record(f"good-{i}")) for i in range(50)]
+    wrong_type = SingleObjectSerde(PREDICTION).encode(
+        {"ride_id": "w", "target": "tip", "value": 1.0, "model_name": "m", "model_version": "1", "role": "champion",
+         "source_event_id": uuid.uuid4(), "source_event_time": datetime.now(UTC),
+         "pickup_time": datetime(2023, 2, 1), "predicted_at": datetime.now(UTC)}
+    )  # fmt: skip
+    header = MARKER + started.schema.fingerprint
+    poison = {
+        "garbage": (b"\x00\xffnot avro at all", "bad_framing"),
+        "truncated": (good[0][:-6], "corrupt_payload"),
+        "unknown-fingerprint": (MARKER + b"\x01" * 8 + good[0][10:], "unknown_schema"),
+        "wrong-type": (wrong_type, "wrong_record_type"),
+        # Values the schema can carry but the contract forbids; written past our own validation.
+        "negative-distance": (
+            header + avro_body(started.schema.raw, valid_record("nd", trip_distance=-3.0)),
+            "invalid_value",
+        ),
+        "zone-999": (
+            header + avro_body(started.schema.raw, valid_record("z", pickup_zone=999)),
+            "invalid_value",
+        ),
+        "forty-passengers": (
+            header + avro_body(started.schema.raw, valid_record("p", passenger_count=40)),
+            "invalid_value",
+        ),
+    }
+    poisoned = list(poison.items())
+    with ReliableProducer(producer_config(stream_settings)) as producer:
+        for i, value in enumerate(good):
+            producer.produce(topic, value, f"good-{i}")
+            if i % 7 == 0 and poisoned:  # scattered among valid rides, in the same batches
+                name, (bad, _) = poisoned.pop()
+                producer.produce(topic, bad, name)
+
+    done = threading.Event()
+    totals = Counter()
+
+    def watch(outcome: BatchOutcome) -> None:
+        totals["predicted"] += outcome.predicted
+        totals["dead"] += outcome.dead_letters
+        if totals["predicted"] >= 50 and totals["dead"] >= len(poison):
+            done.set()
+
+    run_until(Predictor(stream_settings, "cost"), done, watch)
+    assert (totals["predicted"], totals["dead"]) == (50, len(poison))
+
+    letters = consume_all(stream_settings, stream_settings.topics.full("dlq"), expected=len(poison))
+    assert len(letters) == len(poison)
+    by_key = {m.key().decode(): m for m in letters}
+    for name, (value, kind) in poison.items():
+        letter = by_key[name]
+        assert letter.value() == value  # the original bytes, untouched
+        assert dlq.header(letter, dlq.KIND) == kind, name
+        assert dlq.header(letter, dlq.SOURCE_TOPIC) == topic
+        assert (
+            dlq.header(letter, dlq.GROUP)
+            == f"{stream_settings.topics.prefix}ridestream.predictor.cost"
+        )
+    assert "pickup_zone" in (dlq.header(by_key["zone-999"], dlq.MESSAGE) or "")
+    predictions = consume_all(
+        stream_settings, stream_settings.topics.full("predictions"), expected=50
+    )
+    assert sorted(m.key().decode() for m in predictions) == sorted(f"good-{i}" for i in range(50))
