@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+import holidays
 import numpy as np
 import pandas as pd
 
@@ -43,6 +44,11 @@ FEATURES = (
     "rate_code",
     "payment_type",
     "trip_type",
+    "holiday",
+    "missing_info",
+    "peak",
+    "overnight",
+    "congestion",
 )
 # Integer codes LightGBM should split as categories, not as ordered numbers.
 CATEGORICAL = (
@@ -63,11 +69,24 @@ ZONE_COUNT = 265
 AIRPORT_ZONES = (1, 132, 138)  # Newark, JFK, LaGuardia
 
 
+HOLIDAY_YEARS = range(2009, 2041)  # the TLC's records start in 2009
+
+
 @cache
-def zone_tables() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Borough code and airport flag per LocationID (index 0 and unknown ids map to NaN)."""
+def holiday_dates() -> np.ndarray:
+    """US federal holidays (observed days included), from the `holidays` package."""
+    return np.array(
+        sorted(holidays.country_holidays("US", years=HOLIDAY_YEARS)), dtype="datetime64[D]"
+    )
+
+
+@cache
+def zone_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Per LocationID: borough code, airport flag, and whether it is a TLC "Yellow Zone" (Manhattan
+    below E 96th / W 110th, where the congestion surcharge applies). Unknown ids map to NaN / 0."""
     borough = np.full(ZONE_COUNT + 1, np.nan)
     airport = np.zeros(ZONE_COUNT + 1)
+    yellow = np.zeros(ZONE_COUNT + 1)
     with (DATA_DIR / "taxi_zone_lookup.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     names = tuple(sorted({row["Borough"] for row in rows}))
@@ -75,7 +94,8 @@ def zone_tables() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         zone = int(row["LocationID"])
         borough[zone] = names.index(row["Borough"])
         airport[zone] = zone in AIRPORT_ZONES
-    return borough, airport, names
+        yellow[zone] = row["service_zone"] == "Yellow Zone"
+    return borough, airport, yellow, names
 
 
 def _numbers(column: Any) -> np.ndarray:
@@ -103,7 +123,7 @@ def _timestamps(column: Any) -> np.ndarray:
 
 def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     """The feature matrix (rows × FEATURES, float64, C order) of a batch of rides."""
-    borough, airport, _ = zone_tables()
+    borough, airport, yellow, _ = zone_tables()
     pickup = _timestamps(rides["pickup_time"])
     pickup_zone, dropoff_zone = _zones(rides["pickup_zone"]), _zones(rides["dropoff_zone"])
     known_pickup, known_dropoff = ~np.isnan(pickup_zone), ~np.isnan(dropoff_zone)
@@ -118,6 +138,12 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     day_of_week = np.where(unknown_time, np.nan, (days.astype(np.int64) + 3) % 7)
     distance = _numbers(rides["trip_distance"])
     distance[distance < 0] = np.nan
+    hour = seconds_of_day / 3600.0
+    holiday = np.isin(days, holiday_dates())
+    rate_code = _numbers(rides["rate_code"])
+    with np.errstate(invalid="ignore"):  # NaN hours and weekdays compare False, then masked
+        peak = (day_of_week < 5) & (hour >= 16) & (hour < 20) & ~holiday
+        overnight = (hour >= 20) | (hour < 6)
 
     columns = {
         "trip_distance": distance,
@@ -130,14 +156,20 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
             np.isnan(pu_borough) | np.isnan(do_borough), np.nan, pu_borough == do_borough
         ),
         "airport_trip": np.maximum(airport[pu_index], airport[do_index]),
-        "pickup_hour": seconds_of_day / 3600.0,
+        "pickup_hour": hour,
         "day_of_week": day_of_week,
         "is_weekend": np.where(unknown_time, np.nan, day_of_week >= 5),
         "passenger_count": _numbers(rides["passenger_count"]),
         "vendor_id": _numbers(rides["vendor_id"]),
-        "rate_code": _numbers(rides["rate_code"]),
+        "rate_code": rate_code,
         "payment_type": _numbers(rides["payment_type"]),
         "trip_type": _numbers(rides["trip_type"]),
+        "holiday": np.where(unknown_time, np.nan, holiday),
+        # App-dispatched rides arrive without rate code, payment and trip type, and price apart.
+        "missing_info": np.isnan(rate_code).astype(np.float64),
+        "peak": np.where(unknown_time, np.nan, peak),
+        "overnight": np.where(unknown_time, np.nan, overnight),
+        "congestion": np.maximum(yellow[pu_index], yellow[do_index]),
     }
     return np.column_stack([columns[name] for name in FEATURES]).astype(np.float64, order="C")
 
