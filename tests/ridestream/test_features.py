@@ -121,3 +121,19 @@ def test_a_missing_pickup_time_leaves_the_time_features_missing() -> None:
     for name in ("pickup_hour", "day_of_week", "is_weekend"):
         assert np.isnan(column(features, name)[0]), name
     assert column(features, "trip_distance")[0] == 17.5
+
+
+def test_holidays_rush_hours_nights_and_the_congestion_zone() -> None:
+    mlk_evening = build_features(ride(pickup_time=datetime(2023, 1, 16, 17, 30), pickup_zone=4))
+    assert column(mlk_evening, "holiday")[0] == 1  # Martin Luther King Jr. Day
+    assert column(mlk_evening, "peak")[0] == 0  # no rush hour on a holiday
+    assert column(mlk_evening, "congestion")[0] == 1  # Alphabet City is a Yellow Zone
+    tuesday_evening = build_features(
+        ride(pickup_time=datetime(2023, 1, 17, 17, 30), pickup_zone=3, dropoff_zone=3)
+    )
+    assert column(tuesday_evening, "holiday")[0] == 0
+    assert column(tuesday_evening, "peak")[0] == 1
+    assert column(tuesday_evening, "overnight")[0] == 0
+    assert column(tuesday_evening, "congestion")[0] == 0  # Bronx to Bronx
+    assert column(build_features(ride()), "overnight")[0] == 1  # 23:45
+    assert column(build_features(ride(rate_code=None)), "missing_info")[0] == 1
