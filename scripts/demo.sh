@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The demo on embedded defaults: a real Kafka broker, the topics, a replay of real February rides,
-# and what arrived. A broker the demo started is stopped at the end; one that already ran is left.
+# The demo on embedded defaults: a real Kafka broker and its topics, the models (trained once),
+# three exactly-once predictors, a replay of real February rides with what they predicted, and
+# batch scoring. Processes the demo started are stopped at the end; a broker that already ran is
+# left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rides=${1:-5000}
@@ -22,17 +24,6 @@ fi
 step "topics"
 $rs topics create
 
-step "replaying $rides February rides at $rate rides/s (RideStarted, then RideCompleted as each ride ends)"
-$rs replay --input data/green_tripdata_2023-02.parquet --rate "$rate" --limit "$rides"
-
-step "what the topics hold"
-$rs topics list
-
-step "three RideStarted events, decoded"
-$rs tail started --limit 3 --idle-timeout 5
-step "three RideCompleted events, decoded"
-$rs tail completed --limit 3 --idle-timeout 5
-
 step "schemas: every contract and its compatibility"
 $rs schemas check
 
@@ -43,6 +34,68 @@ else
   $rs train
 fi
 $rs models list
+
+step "predictors: one exactly-once process per target (logs in .ridestream/demo/)"
+mkdir -p .ridestream/demo
+pids=()
+for target in duration cost tip; do
+  $rs predict --target "$target" --instance-id "demo-$target" >".ridestream/demo/predict-$target.log" 2>&1 &
+  pids+=($!)
+done
+stop_predictors() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
+on_exit() {
+  stop_predictors
+  if [ "$started_here" = 1 ]; then step "stopping the Kafka the demo started"; $rs kafka stop; fi
+}
+trap on_exit EXIT
+
+run="demo-$(date +%H%M%S)-"
+step "replaying $rides February rides at $rate rides/s as $run* (RideStarted, then RideCompleted as each ride ends)"
+$rs replay --input data/green_tripdata_2023-02.parquet --rate "$rate" --limit "$rides" --id-prefix "$run"
+
+step "predictions per target for this run (read_committed), as they land"
+.venv/bin/python - "$run" "$rides" <<'PY'
+import sys, time
+from collections import Counter
+from confluent_kafka import Consumer
+from ridestream.kafka.clients import consumer_config, unique_group_id
+from ridestream.schemas import PREDICTION
+from ridestream.serde import SingleObjectSerde
+from ridestream.settings import get_settings
+
+run, rides = sys.argv[1], int(sys.argv[2])
+settings = get_settings()
+serde = SingleObjectSerde(PREDICTION)
+consumer = Consumer(consumer_config(settings, unique_group_id("demo")))
+consumer.subscribe([settings.topics.full("predictions")])
+seen: dict[str, set[str]] = {"duration": set(), "cost": set(), "tip": set()}
+examples: dict[str, dict] = {}
+deadline = time.monotonic() + 180
+while time.monotonic() < deadline and min(len(s) for s in seen.values()) < rides:
+    for msg in consumer.consume(2000, 0.5):
+        if msg.error() or not msg.key().decode().startswith(run):
+            continue
+        p = serde.decode(msg.value())
+        seen[p["target"]].add(p["ride_id"])
+        examples.setdefault(p["ride_id"], {})[p["target"]] = (p["value"], p["model_version"])
+consumer.close()
+for target, ids in seen.items():
+    print(f"  {target:<9} {len(ids):>6} of {rides} rides predicted")
+complete = [rid for rid, e in examples.items() if len(e) == 3][:5]
+for rid in complete:
+    e = examples[rid]
+    print(f"  {rid}: duration {e['duration'][0]:5.1f} min, cost ${e['cost'][0]:6.2f}, tip ${e['tip'][0]:5.2f}"
+          f"  (model versions {e['duration'][1]}/{e['cost'][1]}/{e['tip'][1]})")
+PY
+stop_predictors
+
+step "what the topics hold"
+$rs topics list
+
+step "three RideStarted events, decoded"
+$rs tail started --limit 3 --idle-timeout 5
+step "three RideCompleted events, decoded"
+$rs tail completed --limit 3 --idle-timeout 5
 
 step "batch: score all of February offline with the champion models"
 mkdir -p .ridestream/demo
