@@ -66,8 +66,9 @@ class BatchOutcome:
     """What one committed batch did (for tests and logs)."""
 
     consumed: int
-    predicted: int
+    predicted: int  # rides the champion predicted
     dead_letters: int
+    shadowed: int = 0  # rides the challenger also predicted
     versions: dict[str, str] = field(default_factory=dict)
 
 
@@ -241,13 +242,13 @@ class Predictor:
 
         producer = self.producer
         producer.begin_transaction()
-        produced = 0
+        predicted = shadowed = 0
         if events:
             frame = pd.DataFrame(events)
             features = build_features(frame)
-            for model in (champion, challenger):
-                if model is not None:
-                    produced += self._predict_and_produce(model, frame, features)
+            predicted = self._predict_and_produce(champion, frame, features)
+            if challenger is not None:
+                shadowed = self._predict_and_produce(challenger, frame, features)
         for letter in dead:
             self._produce(
                 self.dlq_topic,
@@ -269,7 +270,7 @@ class Predictor:
             CHAMPION: champion.version,
             **({CHALLENGER: challenger.version} if challenger else {}),
         }
-        return BatchOutcome(len(messages), produced, len(dead), versions)
+        return BatchOutcome(len(messages), predicted, len(dead), shadowed, versions)
 
     def _decode(self, messages: list[Message]) -> tuple[list[dict[str, Any]], list[dlq.DeadLetter]]:
         """Good events (as dicts) and dead letters (undecodable, or breaking the contract)."""

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -27,6 +28,7 @@ from ridestream.serde import MARKER, SingleObjectSerde
 from ridestream.settings import Settings
 from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
+from tests.conftest import mlflow_settings
 from tests.helpers import consume_all
 from training.train import TrainResult
 
@@ -202,3 +204,52 @@ def test_poison_goes_to_the_dlq_with_its_reason_and_the_rest_is_predicted(
         stream_settings, stream_settings.topics.full("predictions"), expected=50
     )
     assert sorted(m.key().decode() for m in predictions) == sorted(f"good-{i}" for i in range(50))
+
+
+def test_moving_the_alias_mid_stream_switches_version_at_a_batch_boundary(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from ridestream.registry import promote
+    from training.train import SPECS, train_models
+
+    store = mlflow_settings(tmp_path)
+    spec = dataclasses.replace(SPECS["duration"], max_rounds=20)
+    versions = [
+        train_models(store, ["duration"], month_file("2023-01"), month_file("2023-02"), sample=2000,
+                     progress=False, specs={"duration": dataclasses.replace(spec, max_rounds=rounds)})[0].version
+        for rounds in (20, 3)
+    ]  # fmt: skip
+    settings = kafka_settings.model_copy(update={"mlflow": store.mlflow, "models": store.models})
+    rides = 3000
+    done = threading.Event()
+    promoted: list[int] = []
+
+    def watch(outcome: BatchOutcome, seen: list[int] = []) -> None:  # noqa: B006 - a running total
+        seen.append(outcome.predicted)
+        if sum(seen) >= rides // 3 and not promoted:
+            promoted.append(sum(seen))
+            promote(mlflow_client(store.mlflow), "ride-duration", versions[1])
+        if sum(seen) >= rides:
+            done.set()
+
+    feeder = threading.Thread(
+        target=replay,
+        args=(settings, month_file("2023-02"), 600.0, rides),
+        kwargs={"completions": False, "id_prefix": "m-", "progress": False},
+    )
+    feeder.start()
+    outcomes = run_until(Predictor(settings, "duration"), done, watch)
+    feeder.join(timeout=60)
+
+    batch_versions = [o.versions[CHAMPION] for o in outcomes if o.predicted]
+    switch = batch_versions.index(versions[1])
+    assert set(batch_versions[:switch]) == {versions[0]}
+    assert set(batch_versions[switch:]) == {versions[1]}  # never back, never mixed
+    messages = consume_all(settings, settings.topics.full("predictions"), idle_timeout_s=5)
+    serde = SingleObjectSerde(PREDICTION)
+    champions = [p for p in (serde.decode(m.value()) for m in messages) if p["role"] == CHAMPION]
+    assert len(champions) == rides
+    assert len({p["ride_id"] for p in champions}) == rides  # none lost, none twice
+    assert {p["model_version"] for p in champions} == set(versions)
