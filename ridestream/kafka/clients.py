@@ -11,6 +11,7 @@ import logging
 import uuid
 from typing import Any
 
+from confluent_kafka import KafkaError as KafkaErrorCode
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
@@ -25,7 +26,14 @@ Config = dict[str, Any]
 
 def _log_client_error(error: Any) -> None:
     # Transient by design (librdkafka retries); fatal ones also surface on the calls themselves.
-    librdkafka_logger.warning("kafka client error: %s", error)
+    # Connection failures are already in librdkafka's own log line: don't say them twice.
+    transient = getattr(error, "code", lambda: None)() in (
+        KafkaErrorCode._TRANSPORT,
+        KafkaErrorCode._ALL_BROKERS_DOWN,
+    )
+    librdkafka_logger.log(
+        logging.DEBUG if transient else logging.WARNING, "kafka client error: %s", error
+    )
 
 
 def common_config(settings: Settings) -> Config:
