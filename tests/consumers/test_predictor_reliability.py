@@ -142,3 +142,42 @@ def test_kills_and_a_broker_restart_lose_and_double_nothing(
         assert {p["ride_id"] for p in champions if p["target"] == target} == {
             f"k-{i:07d}" for i in range(RIDES)
         }, target
+
+
+def test_sigterm_finishes_the_batch_and_exits_cleanly(
+    kafka_settings: Settings, trained: tuple[Settings, list[TrainResult]], tmp_path: Path
+) -> None:
+    models = trained[0]
+    env = {
+        **os.environ,
+        "RIDESTREAM_KAFKA_BOOTSTRAP": kafka_settings.bootstrap_servers,
+        "RIDESTREAM_TOPICS__PREFIX": kafka_settings.topics.prefix,
+        "RIDESTREAM_MLFLOW__HOME": str(models.mlflow.home),
+        "RIDESTREAM_MODELS__CACHE_DIR": str(models.models.cache_dir),
+    }
+    log = tmp_path / "tip.log"
+    command = [str(Path(sys.executable).with_name("ridestream")), "predict", "--target", "tip"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    replay(
+        kafka_settings,
+        month_file("2023-02"),
+        0,
+        500,
+        completions=False,
+        id_prefix="t-",
+        progress=False,
+    )
+    deadline = time.monotonic() + 90
+    while "started" not in log.read_text() and time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-2000:]
+        time.sleep(0.2)
+    predictions = consume_all(
+        kafka_settings, kafka_settings.topics.full("predictions"), expected=500
+    )
+    assert len(predictions) == 500
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    text = log.read_text()
+    assert "signal SIGTERM: finishing the batch in flight, then stopping" in text
+    assert "predictor target=tip stopped" in text
