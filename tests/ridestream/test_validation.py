@@ -57,47 +57,23 @@ def test_batch_verdicts_equal_single_event_verdicts(rows: list[dict[str, Any]]) 
     assert problems == expected
 
 
+def one_ride(**changes: Any) -> pd.DataFrame:
+    ride: dict[str, Any] = {
+        "ride_id": "r", "pickup_time": datetime(2023, 2, 1), "pickup_zone": 1, "dropoff_zone": 1,
+        "trip_distance": 1.0, "passenger_count": None, "vendor_id": None, "rate_code": None,
+        "payment_type": None, "trip_type": None, "source": "backend",
+    }  # fmt: skip
+    return to_frame([{**ride, **changes}])
+
+
 def test_reasons_say_what_the_rule_is() -> None:
-    frame = to_frame(
-        [
-            {
-                "ride_id": "r",
-                "pickup_time": datetime(2023, 2, 1),
-                "pickup_zone": 999,
-                "dropoff_zone": 1,
-                "trip_distance": 1.0,
-                "passenger_count": None,
-                "vendor_id": None,
-                "rate_code": None,
-                "payment_type": None,
-                "trip_type": None,
-                "source": "backend",
-            }
-        ]
-    )
-    [problem] = find_problems(RideStarted, frame)
+    [problem] = find_problems(RideStarted, one_ride(pickup_zone=999))
     assert (problem.row, problem.field) == (0, "pickup_zone")
     assert "[1, 265]" in problem.reason
 
 
 def test_a_ride_id_that_is_not_text_is_refused_like_the_model_does() -> None:
-    frame = to_frame(
-        [
-            {
-                "ride_id": 42,
-                "pickup_time": datetime(2023, 2, 1),
-                "pickup_zone": 1,
-                "dropoff_zone": 1,
-                "trip_distance": 1.0,
-                "passenger_count": None,
-                "vendor_id": None,
-                "rate_code": None,
-                "payment_type": None,
-                "trip_type": None,
-                "source": "backend",
-            }
-        ]
-    )
+    frame = one_ride(ride_id=42)
     [problem] = find_problems(RideStarted, frame)
     assert problem.field == "ride_id"
     assert pydantic_verdict(frame.iloc[0].to_dict() | {"ride_id": 42}) == "ride_id"
