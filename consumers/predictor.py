@@ -236,15 +236,14 @@ class Predictor:
             self.challenger.current if self.challenger else None,
         )
         assert champion is not None, "the champion handle always holds a model"
-        events, dead = self._decode(messages)
+        frame, dead = self._decode(messages)
         self.metrics.consumed.labels(self.target).inc(len(messages))
         self.metrics.batch_size.labels(self.target).observe(len(messages))
 
         producer = self.producer
         producer.begin_transaction()
         predicted = shadowed = 0
-        if events:
-            frame = pd.DataFrame(events)
+        if not frame.empty:
             features = build_features(frame)
             predicted = self._predict_and_produce(champion, frame, features)
             if challenger is not None:
@@ -265,15 +264,16 @@ class Predictor:
         started = time.perf_counter()
         producer.commit_transaction(30)
         self.metrics.commit_seconds.labels(self.target).observe(time.perf_counter() - started)
-        self._observe_latency(events)
+        self._observe_latency(frame)
         versions = {
             CHAMPION: champion.version,
             **({CHALLENGER: challenger.version} if challenger else {}),
         }
         return BatchOutcome(len(messages), predicted, len(dead), shadowed, versions)
 
-    def _decode(self, messages: list[Message]) -> tuple[list[dict[str, Any]], list[dlq.DeadLetter]]:
-        """Good events (as dicts) and dead letters (undecodable, or breaking the contract)."""
+    def _decode(self, messages: list[Message]) -> tuple[pd.DataFrame, list[dlq.DeadLetter]]:
+        """The good events as one frame (built once per batch) and the dead letters
+        (undecodable, or breaking the contract)."""
         events: list[dict[str, Any]] = []
         decoded_msgs: list[Message] = []
         dead: list[dlq.DeadLetter] = []
@@ -283,17 +283,17 @@ class Predictor:
                 decoded_msgs.append(msg)
             except DecodeError as exc:
                 dead.append(dlq.DeadLetter(msg, exc.kind, str(exc)))
-        if not events:
-            return events, dead
-        problems = find_problems(RideStarted, pd.DataFrame(events))
+        frame = pd.DataFrame(events)
+        if frame.empty:
+            return frame, dead
+        problems = find_problems(RideStarted, frame)
         if problems:
-            bad_rows = {p.row for p in problems}
             dead += [
                 dlq.DeadLetter(decoded_msgs[p.row], INVALID_VALUE, f"{p.field}: {p.reason}")
                 for p in problems
             ]
-            events = [event for i, event in enumerate(events) if i not in bad_rows]
-        return events, dead
+            frame = frame.drop(index=[p.row for p in problems]).reset_index(drop=True)
+        return frame, dead
 
     def _predict_and_produce(
         self, model: LoadedModel, frame: pd.DataFrame, features: np.ndarray
@@ -342,8 +342,11 @@ class Predictor:
                 # The queue drains as the broker acknowledges; a failed delivery fails the commit.
                 self.producer.poll(0.1)
 
-    def _observe_latency(self, events: list[dict[str, Any]]) -> None:
-        now = utc_now().timestamp()
+    def _observe_latency(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        event_times = pd.to_datetime(frame["event_time"], utc=True)
+        ages = (pd.Timestamp.now(tz="UTC") - event_times).dt.total_seconds().clip(lower=0.0)
         histogram = self.metrics.latency.labels(self.target)
-        for event in events:
-            histogram.observe(max(now - event["event_time"].timestamp(), 0.0))
+        for age in ages.tolist():
+            histogram.observe(age)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Message
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +87,11 @@ def replay(
     Reads the DLQ in its own consumer group (``<prefix>ridestream.dlq-replay``), so a letter is
     replayed once however often this runs; offsets are committed only after the re-published
     messages are acknowledged. ``kinds`` limits the replay to some error kinds (the others are
-    skipped and stay where they are for the next run with another filter).
+    counted as skipped and passed over: this group will not offer them again).
     """
-    import time
-
     from confluent_kafka import Consumer
 
-    from ridestream.kafka.clients import consumer_config, producer_config
+    from ridestream.kafka.clients import batches_until_idle, consumer_config, producer_config
     from ridestream.kafka.producer import ReliableProducer
 
     topic = settings.topics.full("dlq")
@@ -101,18 +99,9 @@ def replay(
     producer = ReliableProducer(producer_config(settings))
     counts = {"replayed": 0, "skipped": 0}
     consumer.subscribe([topic])
-    last = time.monotonic()
     try:
-        while limit is None or counts["replayed"] < limit:
-            batch = consumer.consume(500, 0.5)
-            if not batch:
-                if time.monotonic() - last > idle_timeout_s:
-                    break
-                continue
-            last = time.monotonic()
+        for batch in batches_until_idle(consumer, idle_timeout_s, batch_size=500):
             for msg in batch:
-                if msg.error():
-                    raise KafkaException(msg.error())
                 source = header(msg, SOURCE_TOPIC)
                 if source is None or (kinds is not None and header(msg, KIND) not in kinds):
                     counts["skipped"] += 1
@@ -120,7 +109,10 @@ def replay(
                 producer.produce(source, msg.value(), msg.key(), headers=original_headers(msg))
                 counts["replayed"] += 1
             producer.flush(60)
-            consumer.commit(asynchronous=False)
+            # Offsets are stored by hand in our consumers; commit where this batch ends.
+            consumer.commit(offsets=consumer.position(consumer.assignment()), asynchronous=False)
+            if limit is not None and counts["replayed"] >= limit:
+                break
     finally:
         consumer.close()
     logger.info("dlq replay: %s", counts)

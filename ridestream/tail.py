@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
 
 from ridestream.exceptions import DecodeError, KafkaError
-from ridestream.kafka.clients import consumer_config, unique_group_id
+from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.serde import Serde, make_serde
 from ridestream.settings import Settings
@@ -49,19 +48,13 @@ def read_topic(
     )
     consumer.subscribe([topic])
     seen = 0
-    last = time.monotonic()
     try:
-        while limit is None or seen < limit:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if time.monotonic() - last > idle_timeout_s:
+        for batch in batches_until_idle(consumer, idle_timeout_s, batch_size=100):
+            for msg in batch:
+                if limit is not None and seen >= limit:
                     return
-                continue
-            if msg.error():
-                raise KafkaError(f"reading {topic}", msg.error())
-            last = time.monotonic()
-            seen += 1
-            yield describe(msg, serde)
+                seen += 1
+                yield describe(msg, serde)
     except KafkaException as exc:
         raise KafkaError(f"reading {topic}", exc.args[0]) from exc
     finally:

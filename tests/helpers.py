@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from confluent_kafka import Consumer, Message
 
-from ridestream.kafka.clients import consumer_config, unique_group_id
+from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.settings import Settings
 
 
@@ -22,24 +21,13 @@ def consume_all(
     consumer = Consumer(consumer_config(settings, unique_group_id("test-reader")))
     consumer.subscribe([topic])
     messages: list[Message] = []
-    start = last = time.monotonic()
     try:
-        while time.monotonic() - start < deadline_s:
+        for batch in batches_until_idle(consumer, idle_timeout_s, deadline_s=deadline_s):
+            messages += batch
             if expected is not None and len(messages) >= expected:
                 # Linger briefly: anything beyond `expected` is a duplicate the test must see.
-                extra = consumer.consume(1000, 1.0)
-                messages += [m for m in extra if not m.error()]
+                messages += [m for m in consumer.consume(1000, 1.0) if not m.error()]
                 break
-            batch = consumer.consume(1000, 0.5)
-            if not batch:
-                if time.monotonic() - last > idle_timeout_s:
-                    break
-                continue
-            last = time.monotonic()
-            for msg in batch:
-                if msg.error():
-                    raise AssertionError(f"consumer error: {msg.error()}")
-                messages.append(msg)
     finally:
         consumer.close()
     return messages

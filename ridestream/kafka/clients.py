@@ -8,11 +8,13 @@ tuning and client ids are a setting away.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaException, Message
 from confluent_kafka import KafkaError as KafkaErrorCode
-from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
 from ridestream.exceptions import KafkaError
@@ -94,3 +96,36 @@ def cluster_metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
 def unique_group_id(prefix: str) -> str:
     """A consumer group id nobody else uses, for one-off readers such as ``tail``."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+JOIN_TIMEOUT_S = 30.0
+
+
+def batches_until_idle(
+    consumer: Consumer,
+    idle_timeout_s: float,
+    *,
+    batch_size: int = 1000,
+    poll_s: float = 0.5,
+    deadline_s: float | None = None,
+) -> Iterator[list[Message]]:
+    """Batches from a subscribed consumer until none came for ``idle_timeout_s`` (or the deadline).
+
+    For readers that drain a topic and stop (tail, DLQ replay, tests), not for services. A message
+    carrying an error raises KafkaError.
+    """
+    start = time.monotonic()
+    last: float | None = None  # the idle clock starts once partitions are assigned
+    while deadline_s is None or time.monotonic() - start < deadline_s:
+        batch = consumer.consume(batch_size, poll_s)
+        now = time.monotonic()
+        if last is None and (consumer.assignment() or now - start > JOIN_TIMEOUT_S):
+            last = now  # joined (or gave up waiting to: nothing can be assigned)
+        if batch:
+            last = now
+            for msg in batch:
+                if msg.error():
+                    raise KafkaError("reading a topic failed", msg.error())
+            yield batch
+        elif last is not None and now - last > idle_timeout_s:
+            return
