@@ -1,0 +1,132 @@
+"""Feature drift: the population stability index of the live stream's features against the
+reference profile logged with the duration champion (``reference_profile.json``, see
+ridestream/drift.py), per feature, as a metric; retraining is triggered when one crosses the
+threshold.
+
+The live window holds the features of the last ``window_rides`` valid rides in a ring buffer
+(fixed memory); PSI is computed every ``check_interval_s`` once ``min_rides`` have been seen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from decision_service.retrain import Retrainer
+from ridestream.drift import psi
+from ridestream.events import TARGETS
+from ridestream.features import FEATURES, build_features
+from ridestream.metrics import DecisionMetrics
+from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version
+from ridestream.settings import Settings
+from ridestream.store import DecisionStore
+from ridestream.tracking import mlflow_client
+
+logger = logging.getLogger(__name__)
+
+PROFILE_ARTIFACT = "reference_profile.json"
+
+
+def load_reference_profile(settings: Settings, target: str = "duration") -> dict[str, Any] | None:
+    """The training profile of ``target``'s champion, or None when there is no champion."""
+    client = mlflow_client(settings.mlflow)
+    name = MODEL_NAMES[target]
+    version = alias_version(client, name, CHAMPION)
+    if version is None:
+        return None
+    run_id = client.get_model_version(name, version).run_id
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(run_id, PROFILE_ARTIFACT, folder)
+        profile: dict[str, Any] = json.loads(Path(path).read_text())
+    profile["model"] = {"name": name, "version": version}
+    return profile
+
+
+class DriftMonitor:
+    """A ring buffer of live features and the PSI of each against the reference profile."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: DecisionStore,
+        metrics: DecisionMetrics,
+        *,
+        profile: dict[str, Any] | None = None,
+        retrainer: Retrainer | None = None,
+    ) -> None:
+        self.config = settings.decisions.drift
+        self.settings = settings
+        self.metrics = metrics
+        self.retrainer = retrainer or Retrainer(settings, store, metrics)
+        self._profile = profile
+        self._window = np.full((self.config.window_rides, len(FEATURES)), np.nan)
+        self._next = 0  # where the next row goes
+        self.seen = 0  # rides added in total
+        self._last_check = time.monotonic()
+        self.last_psi: dict[str, float] = {}
+
+    @property
+    def profile(self) -> dict[str, Any] | None:
+        """The reference profile, loaded from the registry on first use."""
+        if self._profile is None and self.config.enabled:
+            try:
+                self._profile = load_reference_profile(self.settings)
+            except Exception:  # the registry being down must not stop decisions
+                logger.exception("could not load the reference profile; drift is not watched yet")
+        return self._profile
+
+    def add(self, rides: list[dict[str, Any]]) -> None:
+        """Add the features of decoded, valid RideStarted records to the window."""
+        if not rides or not self.config.enabled:
+            return
+        features = build_features(pd.DataFrame(rides))
+        size = len(self._window)
+        features = features[-size:]
+        rows = (self._next + np.arange(len(features))) % size
+        self._window[rows] = features
+        self._next = int((self._next + len(features)) % size)
+        self.seen += len(features)
+
+    def window(self) -> np.ndarray:
+        """The live window's feature rows (oldest first is not guaranteed)."""
+        return self._window[: min(self.seen, len(self._window))]
+
+    def compute(self) -> dict[str, float]:
+        """PSI per feature of the window against the profile (empty before ``min_rides``)."""
+        profile = self.profile
+        if profile is None or self.seen < self.config.min_rides:
+            return {}
+        window = self.window()
+        return {
+            name: psi(entry, window[:, FEATURES.index(name)])
+            for name, entry in profile["features"].items()
+            if name in FEATURES and name not in self.config.ignore_features
+        }
+
+    def maybe_check(self, force: bool = False) -> dict[str, float]:
+        """Every ``check_interval_s``: export PSI and trigger retraining past the threshold."""
+        now = time.monotonic()
+        if not force and now - self._last_check < self.config.check_interval_s:
+            return {}
+        self._last_check = now
+        values = self.compute()
+        for name, value in values.items():
+            self.metrics.psi.labels(name).set(value)
+        self.last_psi = values
+        drifted = {n: v for n, v in values.items() if v > self.config.psi_threshold}
+        if drifted:
+            worst = max(drifted, key=drifted.__getitem__)
+            reason = (
+                f"feature drift: PSI of {worst} is {drifted[worst]:.3f} "
+                f"(threshold {self.config.psi_threshold}) over the last "
+                f"{min(self.seen, len(self._window))} rides; drifted: {', '.join(sorted(drifted))}"
+            )
+            self.retrainer.trigger("drift", reason, [*TARGETS, "simple"])
+        return values

@@ -1,0 +1,247 @@
+"""Online evaluation: every model version that predicted a ride (champion and challenger) against
+the ride's ground truth. MAE, RMSE and count per target and model version, over a sliding window
+of rides and in total, come from the store's ``errors`` table (written in the same transaction as
+the predictions and completions), so the figures survive restarts and equal an offline
+computation on the same rides.
+
+Promotion: a challenger is compared with the champion on the rides both predicted. When its RMSE
+is at least ``promote_margin`` lower over at least ``promote_min_rides`` rides, promotion is
+recommended, and with ``auto_promote`` done through the registry. Online error: when a champion's
+windowed MAE exceeds its validation MAE (logged at training) by ``error_ratio_threshold``,
+retraining is triggered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from decision_service.retrain import Retrainer
+from ridestream.events import TARGETS
+from ridestream.metrics import DecisionMetrics
+from ridestream.registry import CHALLENGER, MODEL_NAMES, alias_version, promote
+from ridestream.settings import Settings
+from ridestream.store import DecisionStore
+from ridestream.tracking import mlflow_client
+
+logger = logging.getLogger(__name__)
+
+REFRESH_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A challenger against the champion, on the rides both predicted."""
+
+    target: str
+    model_name: str
+    champion_version: str
+    challenger_version: str
+    rides: int
+    champion_rmse: float
+    challenger_rmse: float
+    recommend: bool
+
+    @property
+    def improvement(self) -> float:
+        """How much lower the challenger's RMSE is, as a share of the champion's."""
+        return 1.0 - self.challenger_rmse / self.champion_rmse if self.champion_rmse else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**asdict(self), "improvement": self.improvement}
+
+
+def compare_challengers(errors: pd.DataFrame, margin: float, min_rides: int) -> list[Comparison]:
+    """Every challenger version against the champion predictions of the same rides."""
+    comparisons: list[Comparison] = []
+    if errors.empty:
+        return comparisons
+    errors = errors.assign(squared=(errors["predicted"] - errors["actual"]) ** 2)
+    for (target, model_name), group in errors.groupby(["target", "model_name"], sort=True):
+        champion = group[group["role"] == "champion"].drop_duplicates("ride_id")
+        for version, challenger in group[group["role"] == "challenger"].groupby("model_version"):
+            paired = challenger.merge(champion, on="ride_id", suffixes=("_challenger", "_champion"))
+            if paired.empty:
+                continue
+            champion_versions = paired["model_version_champion"].value_counts()
+            champion_rmse = float(np.sqrt(paired["squared_champion"].mean()))
+            challenger_rmse = float(np.sqrt(paired["squared_challenger"].mean()))
+            comparisons.append(
+                Comparison(
+                    target=str(target),
+                    model_name=str(model_name),
+                    champion_version=str(champion_versions.index[0]),
+                    challenger_version=str(version),
+                    rides=len(paired),
+                    champion_rmse=champion_rmse,
+                    challenger_rmse=challenger_rmse,
+                    recommend=len(paired) >= min_rides
+                    and challenger_rmse <= champion_rmse * (1 - margin),
+                )
+            )
+    return comparisons
+
+
+class OnlineEvaluator:
+    """Exports the evaluation as metrics, acts on promotions and on online error."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: DecisionStore,
+        metrics: DecisionMetrics,
+        *,
+        retrainer: Retrainer | None = None,
+        refresh_interval_s: float = REFRESH_INTERVAL_S,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.decisions.evaluation
+        self.store = store
+        self.metrics = metrics
+        self.retrainer = retrainer or Retrainer(settings, store, metrics)
+        self.refresh_interval_s = refresh_interval_s
+        self._last = time.monotonic()
+        self._recommended: set[tuple[str, str]] = set()
+
+    def maybe_refresh(self, force: bool = False) -> None:
+        """Every refresh interval: metrics, promotion, online-error check."""
+        now = time.monotonic()
+        if not force and now - self._last < self.refresh_interval_s:
+            return
+        self._last = now
+        window = self.store.evaluation(self.config.window_rides)
+        total = self.store.evaluation()
+        for scope, frame in (("window", window), ("total", total)):
+            for row in frame.to_dict(orient="records"):
+                labels = (row["target"], row["model_version"], row["role"], scope)
+                self.metrics.online_mae.labels(*labels).set(row["mae"])
+                self.metrics.online_rmse.labels(*labels).set(row["rmse"])
+                self.metrics.online_count.labels(*labels).set(row["count"])
+        self._act_on_challengers()
+        self._check_online_error(window)
+
+    def _act_on_challengers(self) -> None:
+        comparisons = compare_challengers(
+            self.store.errors_frame(), self.config.promote_margin, self.config.promote_min_rides
+        )
+        for comparison in comparisons:
+            key = (comparison.model_name, comparison.challenger_version)
+            if not comparison.recommend or key in self._recommended:
+                continue
+            self._recommended.add(key)
+            logger.warning(
+                "%s v%s beats the champion v%s on %d rides (RMSE %.3f vs %.3f): promotion %s",
+                comparison.model_name,
+                comparison.challenger_version,
+                comparison.champion_version,
+                comparison.rides,
+                comparison.challenger_rmse,
+                comparison.champion_rmse,
+                "follows" if self.config.auto_promote else "recommended",
+            )
+            if self.config.auto_promote:
+                self._promote(comparison.model_name, comparison.challenger_version)
+
+    def _promote(self, name: str, version: str) -> None:
+        try:
+            client = mlflow_client(self.settings.mlflow)
+            # Only the version still holding @challenger: an older one lost its chance.
+            if alias_version(client, name, CHALLENGER) == version:
+                promote(client, name, version)
+        except Exception:  # the registry being down must not stop decisions; retried next time
+            logger.exception("promoting %s v%s failed", name, version)
+            self._recommended.discard((name, version))
+
+    def _check_online_error(self, window: pd.DataFrame) -> None:
+        needed = min(self.config.window_rides, self.config.promote_min_rides)
+        for row in window.to_dict(orient="records"):
+            if row["role"] != "champion" or row["count"] < needed:
+                continue
+            name, version = str(row["model_name"]), str(row["model_version"])
+            try:
+                validation = validation_mae(
+                    self.settings.mlflow.resolved_tracking_uri, name, version
+                )
+            except Exception as exc:  # the registry being down must not stop decisions
+                logger.warning("no validation MAE for %s v%s: %s", name, version, exc)
+                continue
+            if validation is None:
+                continue
+            mae = float(row["mae"])
+            if mae > validation * self.config.error_ratio_threshold:
+                reason = (
+                    f"online error: {name} v{version} MAE {mae:.3f} over the last "
+                    f"{row['count']} rides vs {validation:.3f} at validation "
+                    f"(threshold x{self.config.error_ratio_threshold})"
+                )
+                self.retrainer.trigger("online_error", reason, [str(row["target"])])
+
+
+@cache
+def validation_mae(tracking_uri: str, name: str, version: str) -> float | None:
+    """The validation MAE logged with a model version at training (None if not logged)."""
+    from ridestream.settings import MlflowSettings
+
+    client = mlflow_client(MlflowSettings(tracking_uri=tracking_uri))
+    run_id = client.get_model_version(name, version).run_id
+    value = client.get_run(run_id).data.metrics.get("valid_mae")
+    return float(value) if value is not None else None
+
+
+def report(store: DecisionStore, settings: Settings, output: Path | None) -> dict[str, Any]:
+    """The evaluation table (window and total), the challenger comparisons and, with ``output``,
+    a PNG of the error over time per model version."""
+    config = settings.decisions.evaluation
+    total = store.evaluation()
+    window = store.evaluation(config.window_rides)
+    comparisons = compare_challengers(
+        store.errors_frame(), config.promote_margin, config.promote_min_rides
+    )
+    result: dict[str, Any] = {
+        "total": total.to_dict(orient="records"),
+        "window": window.to_dict(orient="records"),
+        "window_rides": config.window_rides,
+        "comparisons": [c.as_dict() for c in comparisons],
+        "counts": store.counts(),
+    }
+    if output is not None:
+        result["plot"] = str(plot_errors(store, output))
+    return result
+
+
+def plot_errors(store: DecisionStore, path: Path, rolling: int = 200) -> Path:
+    """Rolling MAE over evaluation order, one line per model version, a panel per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errors = store.errors_frame()
+    figure, axes = plt.subplots(len(TARGETS), 1, figsize=(9, 3 * len(TARGETS)), squeeze=False)
+    for axis, target in zip(axes[:, 0], TARGETS, strict=True):
+        subset = errors[errors["target"] == target]
+        for (version, role), group in subset.groupby(["model_version", "role"], sort=True):
+            group = group.sort_values(["evaluated_at_ms", "ride_id"])
+            absolute = (group["predicted"] - group["actual"]).abs().reset_index(drop=True)
+            axis.plot(
+                absolute.rolling(min(rolling, len(absolute)), min_periods=1).mean(),
+                label=f"v{version} ({role})",
+            )
+        axis.set_title(f"{MODEL_NAMES[target]}: rolling MAE over the last {rolling} rides")
+        axis.set_xlabel("rides evaluated")
+        axis.set_ylabel("MAE")
+        if not subset.empty:
+            axis.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

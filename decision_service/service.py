@@ -1,0 +1,533 @@
+"""The decision service: join each ride's champion predictions, decide, store, publish; evaluate
+every model version against ground truth; watch the stream's features for drift.
+
+Reads ``rides.predictions`` (read_committed), ``rides.completed`` and ``rides.started`` (for drift)
+in one consumer group. Per batch (also an empty one, so expired joins are decided on time):
+
+    decode → dead-letter what breaks the contract
+    → store transaction: predictions and actuals (idempotent), open joins, decide the rides whose
+      three champion predictions are in and those whose join window expired (partial), record the
+      errors of predictions that have ground truth, claim the unpublished decisions (outbox)
+    → Kafka transaction: the claimed decisions, the dead letters and the input offsets
+    → mark the claim published
+
+The store is written before the offsets are committed, and every store write is idempotent, so a
+redelivered batch changes nothing. A decision is published exactly once: if the process dies
+between the two commits, the next start reads the decisions topic from the offsets recorded with
+the claim and marks what it finds published; the rest is published again (``_recover``).
+
+Scaling: rides are keyed by ride_id, so a ride's predictions share a partition; replicas of the
+service share the partitions, each sweeping and publishing only the rides of its own partitions.
+Each replica needs a stable ``instance_id`` (its transactional id and its claim).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # no __all__ there
+from sqlalchemy.exc import SQLAlchemyError
+
+from decision_service.drift import DriftMonitor
+from decision_service.evaluation import OnlineEvaluator
+from decision_service.policy import Estimate, decide
+from ridestream import dlq
+from ridestream.events import TARGETS, Decision, Prediction, RideCompleted, RideStarted
+from ridestream.exceptions import DecodeError, RidestreamError, SchemaRegistryUnavailableError
+from ridestream.kafka.clients import (
+    consumer_config,
+    make_admin,
+    producer_config,
+    unique_group_id,
+)
+from ridestream.metrics import DecisionMetrics, serve
+from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
+from ridestream.serde import Serde, SingleObjectSerde, make_serde
+from ridestream.settings import KafkaConfigValue, Settings
+from ridestream.store import (
+    DecisionStore,
+    StoredPrediction,
+    instant,
+    now_ms,
+    to_ms,
+    wall_clock,
+)
+from ridestream.validation import find_problems
+
+logger = logging.getLogger(__name__)
+
+INVALID_VALUE = "invalid_value"
+CLAIM_HEADER = "ridestream.publish.claim"
+
+
+def group_id(settings: Settings) -> str:
+    """The decision service's consumer group (topic prefix applied, for shared clusters)."""
+    return f"{settings.topics.prefix}ridestream.decisions"
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did (for tests and logs)."""
+
+    consumed: int
+    predictions: int = 0
+    completions: int = 0
+    decided: int = 0
+    partial: int = 0
+    published: int = 0
+    dead_letters: int = 0
+    decisions: list[Decision] = field(default_factory=list)
+
+
+@dataclass
+class _Decoded:
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)  # of each prediction
+    completions: list[dict[str, Any]] = field(default_factory=list)
+    started: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dlq.DeadLetter] = field(default_factory=list)
+
+
+class DecisionService:
+    """The join-decide-store-publish loop, with online evaluation and drift watching."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: DecisionStore | None = None,
+        metrics: DecisionMetrics | None = None,
+        evaluator: OnlineEvaluator | None = None,
+        drift: DriftMonitor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.decisions
+        topics = settings.topics
+        self.predictions_topic = topics.full("predictions")
+        self.completed_topic = topics.full("completed")
+        self.started_topic = topics.full("started")
+        self.decisions_topic = topics.full("decisions")
+        self.dlq_topic = topics.full("dlq")
+        self.group = group_id(settings)
+        self.transactional_id = f"{self.group}.{self.config.instance_id}"
+        self.store = store or DecisionStore(self.config.resolved_store_url)
+        self.metrics = metrics or DecisionMetrics()
+        self.evaluator = evaluator or OnlineEvaluator(settings, self.store, self.metrics)
+        self.drift = drift or DriftMonitor(settings, self.store, self.metrics)
+        self.prediction_serde = SingleObjectSerde(PREDICTION)
+        self.completed_serde: Serde = make_serde(RIDE_COMPLETED, settings)
+        self.started_serde: Serde = make_serde(RIDE_STARTED, settings)
+        self.decision_serde = SingleObjectSerde(DECISION)
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        # Per partition of the decisions topic, an offset at or below where the next publication
+        # lands: recorded with each claim so a crash can be settled by reading from there.
+        self._decision_floor: dict[int, int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _connect(self) -> tuple[Consumer, Producer]:
+        consumer = Consumer(
+            consumer_config(
+                self.settings,
+                self.group,
+                # Static membership: a restarted replica takes its partitions back at once instead
+                # of the group waiting out the dead member's session.
+                **{"group.instance.id": self.transactional_id},
+            )
+        )
+        transactional: dict[str, KafkaConfigValue] = {
+            "transactional.id": self.transactional_id,
+            "transaction.timeout.ms": self.config.transaction_timeout_ms,
+            # librdkafka insists a message may not outlive its transaction.
+            "message.timeout.ms": min(
+                self.settings.delivery_timeout_ms, self.config.transaction_timeout_ms
+            ),
+        }
+        producer = Producer(producer_config(self.settings, **transactional))
+        # Fences an earlier incarnation and aborts what it left open: after this, the fate of its
+        # last publication is settled and _recover can read it.
+        producer.init_transactions(30)
+        topics = [self.predictions_topic, self.completed_topic]
+        if self.config.drift.enabled:
+            topics.append(self.started_topic)
+        consumer.subscribe(topics)
+        return consumer, producer
+
+    def run(
+        self, stop: threading.Event, on_batch: Callable[[BatchOutcome], None] | None = None
+    ) -> None:
+        """Consume until ``stop`` is set; the batch in flight is finished or aborted, then close."""
+        serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+        consumer, producer = self.consumer, self.producer = self._connect()
+        self._recover()
+        self._decision_floor = self._end_offsets()
+        backoff = self.config.retry_backoff_s
+        logger.info(
+            "decision service group=%s transactional.id=%s store=%s started",
+            self.group,
+            self.transactional_id,
+            self.store.engine.url.render_as_string(hide_password=True),
+        )
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(
+                    self.config.batch_max_messages, self.config.batch_max_wait_s
+                )
+                try:
+                    outcome = self.process(messages)
+                except (KafkaException, SQLAlchemyError, SchemaRegistryUnavailableError) as exc:
+                    self._abort_and_rewind(exc)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.retry_backoff_max_s)
+                    continue
+                backoff = self.config.retry_backoff_s
+                self.evaluator.maybe_refresh()
+                self.drift.maybe_check()
+                if on_batch is not None and (outcome.consumed or outcome.decided):
+                    on_batch(outcome)
+        finally:
+            consumer.close()
+            producer.flush(10)
+            logger.info("decision service stopped")
+
+    def close(self) -> None:
+        """Release the store (the Kafka clients close when ``run`` ends)."""
+        self.store.close()
+
+    def _abort_and_rewind(self, exc: Exception) -> None:
+        error = exc.args[0] if isinstance(exc, KafkaException) else None
+        if isinstance(error, KafkaError) and error.fatal():
+            raise RidestreamError(f"fatal Kafka error, the service must stop: {error}") from exc
+        reason = error.name() if isinstance(error, KafkaError) else type(exc).__name__
+        logger.warning("batch failed (%s); aborting and rewinding", exc)
+        self.metrics.aborts.labels(reason).inc()
+        assert self.consumer is not None
+        assert self.producer is not None
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as abort_error:
+            if abort_error.args[0].fatal():
+                raise RidestreamError(f"fatal Kafka error while aborting: {abort_error}") from exc
+            logger.debug("nothing to abort: %s", abort_error)
+        assignment = self.consumer.assignment()
+        if assignment:
+            for partition in self.consumer.committed(assignment, 30):
+                if partition.offset < 0:
+                    partition.offset = OFFSET_BEGINNING
+                self.consumer.seek(partition)
+
+    # -- one batch ------------------------------------------------------------------------------
+    def process(self, messages: list[Message]) -> BatchOutcome:
+        """Store, decide and publish one batch (possibly empty: expired joins still get decided)."""
+        assert self.consumer is not None
+        assert self.producer is not None
+        for msg in messages:
+            if msg.error():
+                raise KafkaException(msg.error())
+        decoded = self._decode(messages)
+        partitions = {
+            tp.partition for tp in self.consumer.assignment() if tp.topic == self.predictions_topic
+        }
+        outcome = BatchOutcome(consumed=len(messages), dead_letters=len(decoded.dead))
+        outcome.predictions, outcome.completions = (
+            len(decoded.predictions),
+            len(decoded.completions),
+        )
+        if not messages and not partitions:
+            return outcome
+
+        started = time.perf_counter()
+        token = uuid.uuid4().hex
+        with self.store.begin() as conn:
+            at = now_ms()
+            self.store.add_predictions(conn, decoded.predictions)
+            self.store.add_actuals(conn, decoded.completions)
+            seen = {
+                row["ride_id"]: (partition, row["source_event_time_ms"])
+                for row, partition in zip(decoded.predictions, decoded.partitions, strict=True)
+                if row["role"] == "champion"
+            }
+            self.store.open_joins(conn, seen, at)
+            waiting = self.store.pending(conn, list(seen))
+            expired = self.store.expired(
+                conn, at - int(self.config.join_window_s * 1000), partitions
+            )
+            chosen = self.store.champion_predictions(conn, sorted({*waiting, *expired}))
+            expired_set = set(expired)
+            decisions = [
+                self._decide(ride_id, estimates)
+                for ride_id, estimates in chosen.items()
+                if len(estimates) == len(TARGETS) or ride_id in expired_set
+            ]
+            self.store.record_decisions(conn, decisions)
+            evaluated = {row["ride_id"] for row in decoded.completions} | {
+                row["ride_id"] for row in decoded.predictions
+            }
+            self.store.evaluate(conn, sorted(evaluated), at)
+            claimed = (
+                self.store.claim_unpublished(
+                    conn, self.config.instance_id, token, partitions, dict(self._decision_floor)
+                )
+                if partitions
+                else []
+            )
+        self.metrics.store_seconds.observe(time.perf_counter() - started)
+
+        self._publish(messages, claimed, decoded.dead, token)
+        if claimed:
+            self.store.settle(self.config.instance_id, token)
+        self.drift.add(decoded.started)
+        self._observe(decisions, chosen, decoded)
+        outcome.decided = len(decisions)
+        outcome.partial = sum(d.partial for d in decisions)
+        outcome.published = len(claimed)
+        outcome.decisions = decisions
+        return outcome
+
+    def _decide(self, ride_id: str, chosen: dict[str, StoredPrediction]) -> Decision:
+        estimates = {
+            target: Estimate(p.value, p.model_name, p.model_version) for target, p in chosen.items()
+        }
+        pickup = wall_clock(next(iter(chosen.values())).pickup_time_ms)
+        # Whole milliseconds, as the wire carries it: the stored and published decisions are equal.
+        return decide(ride_id, pickup, estimates, self.config.policy, decided_at=instant(now_ms()))
+
+    def _publish(
+        self,
+        messages: list[Message],
+        claimed: list[Decision],
+        dead: list[dlq.DeadLetter],
+        token: str,
+    ) -> None:
+        """One Kafka transaction: the claimed decisions, the dead letters and the input offsets."""
+        assert self.consumer is not None
+        assert self.producer is not None
+        if not messages and not claimed:
+            return
+        producer = self.producer
+        producer.begin_transaction()
+        headers: list[tuple[str, str | bytes | None]] = [(CLAIM_HEADER, token.encode())]
+        for decision in claimed:
+            value = self.decision_serde.encode(decision.to_record())
+            self._produce(
+                self.decisions_topic, value, decision.ride_id, headers, self._on_decision_delivered
+            )
+        for letter in dead:
+            self._produce(
+                self.dlq_topic,
+                letter.msg.value(),
+                letter.msg.key(),
+                dlq.headers_for(letter, self.group),
+            )
+            self.metrics.dead_letters.labels(letter.kind).inc()
+        assignment = self.consumer.assignment()
+        if assignment:
+            producer.send_offsets_to_transaction(
+                self.consumer.position(assignment), self.consumer.consumer_group_metadata(), 30
+            )
+        started = time.perf_counter()
+        producer.commit_transaction(30)
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: Any,
+        headers: Sequence[tuple[str, str | bytes | None]],
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, headers=list(headers), on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)
+
+    def _end_offsets(self) -> dict[int, int]:
+        """The decisions topic's end offset per partition, in one admin request."""
+        admin = make_admin(self.settings)
+        topic = self.decisions_topic
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        futures = admin.list_offsets(
+            {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
+            request_timeout=10,
+        )
+        return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+    def _on_decision_delivered(self, error: KafkaError | None, msg: Message) -> None:
+        # Where our next publication can start at the earliest: past our own last decision.
+        # (Other replicas may have written since; reading their records on recovery is harmless.)
+        if error is None:
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            self._decision_floor[partition] = max(
+                self._decision_floor.get(partition, 0), offset + 1
+            )
+
+    # -- decoding -------------------------------------------------------------------------------
+    def _decode(self, messages: list[Message]) -> _Decoded:
+        decoded = _Decoded()
+        raw: dict[str, tuple[list[dict[str, Any]], list[Message]]] = {
+            self.predictions_topic: ([], []),
+            self.completed_topic: ([], []),
+            self.started_topic: ([], []),
+        }
+        serdes: dict[str, Serde] = {
+            self.predictions_topic: self.prediction_serde,
+            self.completed_topic: self.completed_serde,
+            self.started_topic: self.started_serde,
+        }
+        for msg in messages:
+            topic = msg.topic() or ""
+            try:
+                record = serdes[topic].decode(msg.value() or b"", topic)
+            except DecodeError as exc:
+                if topic != self.started_topic:  # bad rides are the predictors' dead letters
+                    decoded.dead.append(dlq.DeadLetter(msg, exc.kind, str(exc)))
+                continue
+            raw[topic][0].append(record)
+            raw[topic][1].append(msg)
+        received = now_ms()
+        for record, msg in self._valid(Prediction, *raw[self.predictions_topic], decoded.dead):
+            decoded.predictions.append(
+                {
+                    "ride_id": record["ride_id"],
+                    "target": record["target"],
+                    "model_name": record["model_name"],
+                    "model_version": record["model_version"],
+                    "role": record["role"],
+                    "value": record["value"],
+                    "source_event_time_ms": to_ms(record["source_event_time"]),
+                    "pickup_time_ms": to_ms(record["pickup_time"]),
+                    "predicted_at_ms": to_ms(record["predicted_at"]),
+                    "stored_at_ms": received,
+                }
+            )
+            decoded.partitions.append(msg.partition() or 0)
+        for record, _ in self._valid(RideCompleted, *raw[self.completed_topic], decoded.dead):
+            decoded.completions.append(
+                {
+                    "ride_id": record["ride_id"],
+                    "duration": record["duration_minutes"],
+                    "cost": record["total_amount"] - record["tip_amount"],
+                    "tip": record["tip_amount"],
+                    "dropoff_time_ms": to_ms(record["dropoff_time"]),
+                    "event_time_ms": to_ms(record["event_time"]),
+                    "stored_at_ms": received,
+                }
+            )
+        for record, _ in self._valid(RideStarted, *raw[self.started_topic], None):
+            decoded.started.append(record)
+        return decoded
+
+    @staticmethod
+    def _valid(
+        model: type[Any],
+        records: list[dict[str, Any]],
+        messages: list[Message],
+        dead: list[dlq.DeadLetter] | None,
+    ) -> list[tuple[dict[str, Any], Message]]:
+        """The records that keep their contract; the others become dead letters (if ``dead``)."""
+        if not records:
+            return []
+        problems = {p.row: p for p in find_problems(model, pd.DataFrame(records))}
+        if dead is not None:
+            dead += [
+                dlq.DeadLetter(messages[row], INVALID_VALUE, f"{p.field}: {p.reason}")
+                for row, p in problems.items()
+            ]
+        return [
+            (record, msg)
+            for row, (record, msg) in enumerate(zip(records, messages, strict=True))
+            if row not in problems
+        ]
+
+    # -- metrics --------------------------------------------------------------------------------
+    def _observe(
+        self,
+        decisions: list[Decision],
+        chosen: dict[str, dict[str, StoredPrediction]],
+        decoded: _Decoded,
+    ) -> None:
+        m = self.metrics
+        m.consumed.labels(self.predictions_topic).inc(len(decoded.predictions))
+        m.consumed.labels(self.completed_topic).inc(len(decoded.completions))
+        m.consumed.labels(self.started_topic).inc(len(decoded.started))
+        at = now_ms()
+        for decision in decisions:
+            m.decisions.labels("partial" if decision.partial else "full").inc()
+            for action in decision.actions:
+                m.actions.labels(action).inc()
+            source_ms = min(p.source_event_time_ms for p in chosen[decision.ride_id].values())
+            m.latency.observe(max(at - source_ms, 0) / 1000)
+
+    # -- recovery -------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Settle the publication a crash left between the store's claim and its confirmation."""
+        claim = self.store.in_flight(self.config.instance_id)
+        if claim is None:
+            return
+        token, start = claim
+        published = self._published_with(token, start)
+        logger.warning(
+            "resolving an interrupted publication: %d decisions had been published", len(published)
+        )
+        self.store.settle(self.config.instance_id, token, published)
+
+    def _published_with(self, token: str, start: dict[int, int]) -> set[str]:
+        """Ride ids of the committed decisions carrying ``token``, read from ``start`` to the end."""
+        reader = Consumer(
+            consumer_config(
+                self.settings,
+                unique_group_id(f"{self.group}.recovery"),
+                **{"enable.partition.eof": True},
+            )
+        )
+        try:
+            ends = self._end_offsets()
+            remaining = {p for p in start if ends[p] > start[p]}
+            reader.assign([TopicPartition(self.decisions_topic, p, start[p]) for p in remaining])
+            published: set[str] = set()
+            # Open transactions of other replicas can hold the stable offset back for at most
+            # their transaction timeout.
+            deadline = time.monotonic() + self.config.transaction_timeout_ms / 1000 + 30
+            while remaining:
+                if time.monotonic() > deadline:
+                    raise RidestreamError(
+                        f"could not read {self.decisions_topic} to its end to settle publication "
+                        f"{token}; refusing to guess (partitions {sorted(remaining)})"
+                    )
+                msg = reader.poll(0.5)
+                if msg is None:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        if (msg.offset() or 0) >= ends[msg.partition() or 0]:
+                            remaining.discard(msg.partition() or 0)
+                        continue
+                    raise KafkaException(error)
+                if dlq.header(msg, CLAIM_HEADER) == token:
+                    published.add((msg.key() or b"").decode())
+            return published
+        finally:
+            reader.close()

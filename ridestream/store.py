@@ -1,0 +1,622 @@
+"""The decision store: each ride's predictions, its join state and decision, its ground truth and
+the online evaluation errors. The decision service writes it; the gateway and reports read it.
+
+SQLAlchemy Core over SQLite (the default: one local file in WAL mode, so readers never block the
+writer) or PostgreSQL (``RIDESTREAM_DECISIONS__STORE_URL=postgresql+psycopg://...``). Every write
+is an insert that ignores what is already there or an update guarded by the row's state, keyed by
+ride_id, so a redelivered message changes nothing. Times are epoch milliseconds: UTC instants for
+event/decision times, the city's wall clock for pickup, dropoff and ETA (as in the events).
+
+Publication of decisions uses an outbox: a decision is stored unpublished, claimed under a token
+with the decisions topic's end offsets before the Kafka transaction that publishes it, and marked
+published after the commit. A crash in between leaves an in-flight claim that the next start
+resolves by reading the decisions topic from those offsets (see decision_service/service.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from ridestream.events import Decision, ModelRef
+from ridestream.exceptions import RidestreamError
+
+logger = logging.getLogger(__name__)
+
+PENDING, DECIDED = "pending", "decided"
+# SQLite allows 32,766 bound parameters per statement; stay far below for IN lists.
+_CHUNK = 900
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("ride_id", String(128), primary_key=True),
+    Column("target", String(16), primary_key=True),
+    Column("model_name", String(128), primary_key=True),
+    Column("model_version", String(32), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("source_event_time_ms", BigInteger, nullable=False),
+    Column("pickup_time_ms", BigInteger, nullable=False),
+    Column("predicted_at_ms", BigInteger, nullable=False),
+    Column("stored_at_ms", BigInteger, nullable=False),
+)
+
+rides = Table(
+    "rides",
+    metadata,
+    Column("ride_id", String(128), primary_key=True),
+    Column("partition", Integer, nullable=False, index=True),
+    Column("first_seen_ms", BigInteger, nullable=False),  # the first champion prediction's arrival
+    Column("status", String(16), nullable=False, index=True),
+    Column("quote", Float),
+    Column("duration_minutes", Float),
+    Column("eta_ms", BigInteger),
+    Column("expected_tip", Float),
+    Column("actions", Text),  # JSON list
+    Column("models", Text),  # JSON list of {target, model_name, model_version}
+    Column("partial", Boolean),
+    Column("decided_at_ms", BigInteger),
+    Column("source_event_time_ms", BigInteger),  # the RideStarted event time, for latency
+    Column("publish_token", String(64), index=True),
+    Column("published", Boolean, nullable=False, default=False),
+)
+
+actuals = Table(
+    "actuals",
+    metadata,
+    Column("ride_id", String(128), primary_key=True),
+    Column("duration", Float, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("tip", Float, nullable=False),
+    Column("dropoff_time_ms", BigInteger, nullable=False),
+    Column("event_time_ms", BigInteger, nullable=False),
+    Column("stored_at_ms", BigInteger, nullable=False),
+)
+
+errors = Table(
+    "errors",
+    metadata,
+    Column("ride_id", String(128), primary_key=True),
+    Column("target", String(16), primary_key=True),
+    Column("model_name", String(128), primary_key=True),
+    Column("model_version", String(32), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("predicted", Float, nullable=False),
+    Column("actual", Float, nullable=False),
+    Column("evaluated_at_ms", BigInteger, nullable=False, index=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("instance", String(200), primary_key=True),
+    Column("token", String(64), nullable=False),
+    Column("start_offsets", Text, nullable=False),  # JSON {partition: offset} of rides.decisions
+)
+
+retrains = Table(
+    "retrains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("execution_id", String(200)),
+)
+
+
+class StoreError(RidestreamError):
+    """The decision store cannot be opened or used."""
+
+
+def to_ms(value: datetime) -> int:
+    """Epoch milliseconds of a datetime; naive ones (wall-clock times) are read as UTC numbers."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return round(value.timestamp() * 1000)
+
+
+def instant(ms: int) -> datetime:
+    """A UTC instant from epoch milliseconds."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def wall_clock(ms: int) -> datetime:
+    """A naive wall-clock time from the epoch milliseconds ``to_ms`` made of it."""
+    return instant(ms).replace(tzinfo=None)
+
+
+def now_ms() -> int:
+    """The current UTC instant in epoch milliseconds."""
+    return to_ms(datetime.now(UTC))
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    """One model's prediction of one target, as stored."""
+
+    ride_id: str
+    target: str
+    model_name: str
+    model_version: str
+    role: str
+    value: float
+    source_event_time_ms: int
+    pickup_time_ms: int
+    predicted_at_ms: int
+
+
+@dataclass(frozen=True)
+class RideResult:
+    """What the store knows of a ride: for the gateway's read API and for people."""
+
+    ride_id: str
+    status: str  # "pending" (predictions arriving) or "decided"
+    predictions: list[StoredPrediction]
+    decision: Decision | None
+    actual: dict[str, float] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "ride_id": self.ride_id,
+            "status": self.status,
+            "predictions": [p.__dict__ for p in self.predictions],
+            "decision": self.decision.model_dump(mode="json") if self.decision else None,
+            "actual": self.actual,
+        }
+
+
+def decision_from_row(row: Any) -> Decision:
+    """The Decision a stored ride row holds."""
+    return Decision(
+        ride_id=row.ride_id,
+        quote=row.quote,
+        duration_minutes=row.duration_minutes,
+        eta=wall_clock(row.eta_ms) if row.eta_ms is not None else None,
+        expected_tip=row.expected_tip,
+        actions=json.loads(row.actions or "[]"),
+        models=[ModelRef(**m) for m in json.loads(row.models or "[]")],
+        partial=bool(row.partial),
+        decided_at=instant(row.decided_at_ms),
+    )
+
+
+class DecisionStore:
+    """The store behind one SQLAlchemy engine; cheap to share within a process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise StoreError(f"unsupported store {self.dialect!r}: sqlite or postgresql")
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except Exception as exc:  # the driver's own error types vary by database
+            raise StoreError(f"cannot open the decision store: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One database transaction: committed when the block ends, rolled back on an error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- writes (all idempotent) ----------------------------------------------------------------
+    def _insert_ignore(self, table: Table) -> Any:
+        dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    def add_predictions(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Store predictions; one already stored (same ride, target, model version) is kept."""
+        if rows:
+            conn.execute(self._insert_ignore(predictions), list(rows))
+
+    def add_actuals(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Store ground truth; the first completion of a ride wins."""
+        if rows:
+            conn.execute(self._insert_ignore(actuals), list(rows))
+
+    def open_joins(self, conn: Connection, seen: dict[str, tuple[int, int]], at_ms: int) -> None:
+        """Start the join of rides whose first champion prediction just arrived.
+
+        ``seen`` maps ride_id → (partition, source event time ms); rides already known are kept.
+        """
+        if seen:
+            conn.execute(
+                self._insert_ignore(rides),
+                [
+                    {
+                        "ride_id": ride_id,
+                        "partition": partition,
+                        "first_seen_ms": at_ms,
+                        "status": PENDING,
+                        "source_event_time_ms": event_ms,
+                        "published": False,
+                    }
+                    for ride_id, (partition, event_ms) in seen.items()
+                ],
+            )
+
+    def record_decisions(self, conn: Connection, decisions: Sequence[Decision]) -> int:
+        """Store decisions for rides still pending; a ride decided before keeps its decision.
+        Returns how many were stored."""
+        if not decisions:
+            return 0
+        statement = (
+            update(rides)
+            .where(rides.c.ride_id == bindparam("decided_ride"), rides.c.status == PENDING)
+            .values(
+                status=DECIDED,
+                quote=bindparam("quote"),
+                duration_minutes=bindparam("duration_minutes"),
+                eta_ms=bindparam("eta_ms"),
+                expected_tip=bindparam("expected_tip"),
+                actions=bindparam("actions"),
+                models=bindparam("models"),
+                partial=bindparam("partial"),
+                decided_at_ms=bindparam("decided_at_ms"),
+                published=False,
+            )
+        )
+        result = conn.execute(
+            statement,
+            [
+                {
+                    "decided_ride": d.ride_id,
+                    "quote": d.quote,
+                    "duration_minutes": d.duration_minutes,
+                    "eta_ms": to_ms(d.eta) if d.eta else None,
+                    "expected_tip": d.expected_tip,
+                    "actions": json.dumps(d.actions),
+                    "models": json.dumps([m.model_dump() for m in d.models]),
+                    "partial": d.partial,
+                    "decided_at_ms": to_ms(d.decided_at),
+                }
+                for d in decisions
+            ],
+        )
+        return result.rowcount
+
+    def evaluate(self, conn: Connection, ride_ids: Sequence[str], at_ms: int) -> None:
+        """Record the error of every stored prediction of these rides that has ground truth."""
+        actual_of = {
+            "duration": actuals.c.duration,
+            "cost": actuals.c.cost,
+            "tip": actuals.c.tip,
+        }
+        for target, actual in actual_of.items():
+            for chunk in _chunks(ride_ids):
+                query = (
+                    select(
+                        predictions.c.ride_id,
+                        predictions.c.target,
+                        predictions.c.model_name,
+                        predictions.c.model_version,
+                        predictions.c.role,
+                        predictions.c.value,
+                        actual,
+                        literal(at_ms, BigInteger),
+                    )
+                    .join(actuals, actuals.c.ride_id == predictions.c.ride_id)
+                    .where(predictions.c.ride_id.in_(chunk), predictions.c.target == target)
+                )
+                conn.execute(
+                    self._insert_ignore(errors).from_select(
+                        [
+                            "ride_id",
+                            "target",
+                            "model_name",
+                            "model_version",
+                            "role",
+                            "predicted",
+                            "actual",
+                            "evaluated_at_ms",
+                        ],
+                        query,
+                    )
+                )
+
+    # -- the join -------------------------------------------------------------------------------
+    def pending(self, conn: Connection, ride_ids: Sequence[str]) -> list[str]:
+        """Those of ``ride_ids`` still waiting for their decision."""
+        found: list[str] = []
+        for chunk in _chunks(ride_ids):
+            found += conn.scalars(
+                select(rides.c.ride_id).where(rides.c.ride_id.in_(chunk), rides.c.status == PENDING)
+            ).all()
+        return found
+
+    def expired(
+        self, conn: Connection, before_ms: int, partitions: Iterable[int], limit: int = 5000
+    ) -> list[str]:
+        """Pending rides of these partitions whose first prediction arrived before ``before_ms``."""
+        return list(
+            conn.scalars(
+                select(rides.c.ride_id)
+                .where(
+                    rides.c.status == PENDING,
+                    rides.c.first_seen_ms <= before_ms,
+                    rides.c.partition.in_(list(partitions)),
+                )
+                .order_by(rides.c.first_seen_ms, rides.c.ride_id)
+                .limit(limit)
+            ).all()
+        )
+
+    def champion_predictions(
+        self, conn: Connection, ride_ids: Sequence[str]
+    ) -> dict[str, dict[str, StoredPrediction]]:
+        """Per ride, per target, the champion prediction a decision uses.
+
+        Were two champion versions to have predicted a target (the alias moved while a batch was
+        redelivered), the earliest prediction wins, so the choice never depends on arrival order.
+        """
+        chosen: dict[str, dict[str, StoredPrediction]] = {}
+        for chunk in _chunks(ride_ids):
+            rows = conn.execute(
+                select(*_prediction_columns())
+                .where(predictions.c.ride_id.in_(chunk), predictions.c.role == "champion")
+                .order_by(
+                    predictions.c.ride_id,
+                    predictions.c.target,
+                    predictions.c.predicted_at_ms,
+                    predictions.c.model_version,
+                )
+            )
+            for row in rows:
+                by_target = chosen.setdefault(row.ride_id, {})
+                by_target.setdefault(row.target, StoredPrediction(*row))
+        return chosen
+
+    # -- the outbox -----------------------------------------------------------------------------
+    def claim_unpublished(
+        self,
+        conn: Connection,
+        instance: str,
+        token: str,
+        partitions: Iterable[int],
+        start_offsets: dict[int, int],
+    ) -> list[Decision]:
+        """Claim this instance's unpublished decisions (of its partitions) for one publication."""
+        partitions = list(partitions)
+        conn.execute(
+            update(rides)
+            .where(
+                rides.c.status == DECIDED,
+                rides.c.published.is_(False),
+                rides.c.partition.in_(partitions),
+            )
+            .values(publish_token=token)
+        )
+        rows = conn.execute(
+            select(rides).where(rides.c.publish_token == token).order_by(rides.c.ride_id)
+        ).all()
+        if not rows:
+            return []
+        conn.execute(outbox.delete().where(outbox.c.instance == instance))
+        conn.execute(
+            outbox.insert().values(
+                instance=instance, token=token, start_offsets=json.dumps(start_offsets)
+            )
+        )
+        return [decision_from_row(row) for row in rows]
+
+    def in_flight(self, instance: str) -> tuple[str, dict[int, int]] | None:
+        """The claim this instance left when it stopped between claim and confirmation."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(outbox).where(outbox.c.instance == instance)).first()
+        if row is None:
+            return None
+        return row.token, {int(p): o for p, o in json.loads(row.start_offsets).items()}
+
+    def settle(self, instance: str, token: str, published: Iterable[str] | None = None) -> None:
+        """Close a claim: its decisions are published (all, or those in ``published`` when a
+        crashed claim is resolved; the rest are released to be published again)."""
+        with self.begin() as conn:
+            claimed = rides.c.publish_token == token
+            if published is None:
+                conn.execute(update(rides).where(claimed).values(published=True))
+            else:
+                ids = list(published)
+                for chunk in _chunks(ids):
+                    conn.execute(
+                        update(rides)
+                        .where(claimed, rides.c.ride_id.in_(chunk))
+                        .values(published=True)
+                    )
+                conn.execute(
+                    update(rides)
+                    .where(claimed, rides.c.published.is_(False))
+                    .values(publish_token=None)
+                )
+            conn.execute(outbox.delete().where(outbox.c.instance == instance))
+
+    # -- retraining -----------------------------------------------------------------------------
+    def last_retrain_ms(self) -> int | None:
+        """When retraining was last triggered (or would have been, without Kestra)."""
+        with self.engine.connect() as conn:
+            last = conn.scalar(select(func.max(retrains.c.at_ms)))
+        return int(last) if last is not None else None
+
+    def record_retrain(self, at_ms: int, reason: str, execution_id: str | None) -> None:
+        """Remember a retraining trigger (the cooldown survives restarts)."""
+        with self.begin() as conn:
+            conn.execute(
+                retrains.insert().values(at_ms=at_ms, reason=reason, execution_id=execution_id)
+            )
+
+    # -- reads ----------------------------------------------------------------------------------
+    def ride(self, ride_id: str) -> RideResult | None:
+        """Everything stored of one ride, or None when the store has never heard of it."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(rides).where(rides.c.ride_id == ride_id)).first()
+            stored = [
+                StoredPrediction(*p)
+                for p in conn.execute(
+                    select(*_prediction_columns())
+                    .where(predictions.c.ride_id == ride_id)
+                    .order_by(predictions.c.target, predictions.c.role, predictions.c.model_version)
+                )
+            ]
+            actual = conn.execute(select(actuals).where(actuals.c.ride_id == ride_id)).first()
+        if row is None and not stored and actual is None:
+            return None
+        decided = row is not None and row.status == DECIDED
+        return RideResult(
+            ride_id=ride_id,
+            status=DECIDED if decided else PENDING,
+            predictions=stored,
+            decision=decision_from_row(row) if decided else None,
+            actual=(
+                {"duration": actual.duration, "cost": actual.cost, "tip": actual.tip}
+                if actual is not None
+                else None
+            ),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Totals for reports: decisions (and partial ones), pending joins, actuals, predictions."""
+        with self.engine.connect() as conn:
+            by_status: dict[str, int] = dict(
+                conn.execute(select(rides.c.status, func.count()).group_by(rides.c.status)).all()
+            )
+            return {
+                "decisions": int(by_status.get(DECIDED, 0)),
+                "partial_decisions": int(
+                    conn.scalar(
+                        select(func.count()).where(rides.c.status == DECIDED, rides.c.partial)
+                    )
+                    or 0
+                ),
+                "pending": int(by_status.get(PENDING, 0)),
+                "unpublished": int(
+                    conn.scalar(
+                        select(func.count()).where(
+                            rides.c.status == DECIDED, rides.c.published.is_(False)
+                        )
+                    )
+                    or 0
+                ),
+                "predictions": int(conn.scalar(select(func.count()).select_from(predictions)) or 0),
+                "actuals": int(conn.scalar(select(func.count()).select_from(actuals)) or 0),
+                "evaluated": int(conn.scalar(select(func.count()).select_from(errors)) or 0),
+            }
+
+    def evaluation(self, window_rides: int | None = None) -> pd.DataFrame:
+        """Per target and model version: count, MAE and RMSE, over all rides or the last
+        ``window_rides`` evaluated ones (by evaluation time)."""
+        keys = [errors.c.target, errors.c.model_name, errors.c.model_version, errors.c.role]
+        error = errors.c.predicted - errors.c.actual
+        source: Any = errors
+        if window_rides is not None:
+            rank = (
+                func.row_number()
+                .over(
+                    partition_by=keys[:3],
+                    order_by=[errors.c.evaluated_at_ms.desc(), errors.c.ride_id],
+                )
+                .label("rank")
+            )
+            source = select(errors, rank).subquery()
+            keys = [source.c.target, source.c.model_name, source.c.model_version, source.c.role]
+            error = source.c.predicted - source.c.actual
+        query = select(
+            *keys,
+            func.count().label("count"),
+            func.avg(func.abs(error)).label("mae"),
+            func.avg(error * error).label("mse"),
+        )
+        if window_rides is not None:
+            query = query.where(source.c.rank <= window_rides)
+        query = query.group_by(*keys).order_by(*keys)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all())
+        if frame.empty:
+            return pd.DataFrame(
+                columns=["target", "model_name", "model_version", "role", "count", "mae", "rmse"]
+            )
+        frame["rmse"] = frame.pop("mse").astype(float) ** 0.5
+        frame["mae"] = frame["mae"].astype(float)
+        return frame
+
+    def errors_frame(self, target: str | None = None) -> pd.DataFrame:
+        """Every evaluated prediction (ride, model version, predicted, actual, when)."""
+        query = select(errors).order_by(errors.c.evaluated_at_ms, errors.c.ride_id)
+        if target is not None:
+            query = query.where(errors.c.target == target)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all())
+        if frame.empty:
+            return pd.DataFrame(columns=[c.name for c in errors.columns])
+        return frame
+
+
+def _prediction_columns() -> list[Any]:
+    return [
+        predictions.c.ride_id,
+        predictions.c.target,
+        predictions.c.model_name,
+        predictions.c.model_version,
+        predictions.c.role,
+        predictions.c.value,
+        predictions.c.source_event_time_ms,
+        predictions.c.pickup_time_ms,
+        predictions.c.predicted_at_ms,
+    ]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: the gateway and reports read while the service writes. NORMAL sync is durable across
+    # process crashes in WAL mode (only an OS crash can lose the last commits).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
