@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Java 17+ runs Kafka; Maven fetches Kafka's jars from Maven Central once. Install them from
-# Debian when they are missing (as root); otherwise say what is needed.
+# Java 17+ runs Kafka; Maven fetches Kafka's jars from Maven Central once; PostgreSQL's server
+# binaries let the tests run the decision store on a real PostgreSQL (SQLite is the default).
+# Install them from Debian when they are missing (as root); otherwise say what is needed.
 set -euo pipefail
 
 java_major() {
@@ -10,6 +11,9 @@ java_major() {
 need=()
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi
 if ! command -v mvn >/dev/null; then need+=(maven); fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  need+=(postgresql)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
@@ -17,6 +21,6 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 else
-  echo "ridestream needs: ${need[*]} (Java 17+ and Maven). Install them, e.g. sudo apt-get install ${need[*]}" >&2
+  echo "ridestream needs: ${need[*]} (Java 17+, Maven, PostgreSQL). Install them, e.g. sudo apt-get install ${need[*]}" >&2
   exit 1
 fi

@@ -120,3 +120,64 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[ob
         progress=False,
     )
     return settings, results
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+def _postgres_bin() -> Path:
+    """The directory of Debian's PostgreSQL server binaries (newest major version)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not found:
+        raise RuntimeError(
+            "PostgreSQL is not installed: make setup installs it (scripts/system-deps.sh)"
+        )
+    return found[-1].parent
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port, for the decision store."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    bindir = _postgres_bin()
+    # Not under pytest's tmp (private to this user): the server may run as another user.
+    home = Path(tempfile.mkdtemp(prefix="ridestream-postgres-"))
+    data, port = home / "data", free_port()
+    # PostgreSQL refuses to run as root: as root, run it as Debian's postgres user.
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres", "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+
+    def run(*command: str) -> None:
+        subprocess.run([*run_as, *command], check=True, capture_output=True, cwd=home)
+
+    run(str(bindir / "initdb"), "-D", str(data), "-U", "ridestream", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(home / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        run(
+            str(bindir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "ridestream",
+            "decisions",
+        )
+        yield f"postgresql+psycopg://ridestream@127.0.0.1:{port}/decisions"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from ridestream.registry import CHAMPION, MODEL_NAMES
 from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED
 from ridestream.serde import SingleObjectSerde
 from ridestream.settings import DecisionSettings, KestraSettings, Settings
-from ridestream.store import DecisionStore
+from ridestream.store import DecisionStore, metadata
 from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
 from tests.helpers import consume_all
@@ -190,16 +190,23 @@ class Stream:
         self.producer.flush(30)
 
 
-@pytest.fixture
-def small_window(service_settings: Settings) -> Settings:
-    """A short join window and no drift watching (these streams carry no rides)."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def small_window(request: pytest.FixtureRequest, service_settings: Settings) -> Iterator[Settings]:
+    """A short join window, no drift watching (these streams carry no rides), and the store on
+    SQLite and on PostgreSQL."""
+    postgres = request.param == "postgresql"
     decisions = service_settings.decisions.model_copy(
         update={
             "join_window_s": 1.5,
             "drift": service_settings.decisions.drift.model_copy(update={"enabled": False}),
+            "store_url": request.getfixturevalue("postgres_url") if postgres else None,
         }
     )
-    return service_settings.model_copy(update={"decisions": decisions})
+    yield service_settings.model_copy(update={"decisions": decisions})
+    if postgres:  # one server for the session: leave it empty for the next test
+        store = DecisionStore(decisions.resolved_store_url)
+        metadata.drop_all(store.engine)
+        store.close()
 
 
 def decided(store: DecisionStore, ride: str) -> bool:
