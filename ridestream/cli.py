@@ -37,6 +37,10 @@ mlflow_app = typer.Typer(help="The MLflow tracking store.", no_args_is_help=True
 batch_app = typer.Typer(help="Offline scoring.", no_args_is_help=True)
 kestra_app = typer.Typer(help="The Kestra flow that retrains the models.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Online evaluation of the models.", no_args_is_help=True)
+rides_app = typer.Typer(help="What the decision store knows of rides.", no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(rides_app, name="rides")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(kestra_app, name="kestra")
 app.add_typer(kafka_app, name="kafka")
@@ -418,6 +422,98 @@ def predict(
     Predictor(settings, target).run(_stop_on_signals())
 
 
+@app.command()
+def decide(
+    instance_id: Annotated[
+        str | None, typer.Option(help="Stable id of this replica (its transactional id).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics on 127.0.0.1:PORT.")
+    ] = None,
+) -> None:
+    """Run the decision service until SIGTERM/SIGINT: join, decide, store, evaluate, watch drift."""
+    from decision_service.service import DecisionService
+
+    settings = _settings()
+    updates: dict[str, object] = {}
+    if instance_id is not None:
+        updates["instance_id"] = instance_id
+    if metrics_port is not None:
+        updates["metrics_port"] = metrics_port
+    if updates:
+        settings = settings.model_copy(
+            update={"decisions": settings.decisions.model_copy(update=updates)}
+        )
+    service = DecisionService(settings)
+    try:
+        service.run(_stop_on_signals())
+    finally:
+        service.close()
+
+
+@evaluate_app.command("report")
+def evaluate_report(
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the error-over-time plot (PNG) here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Online MAE/RMSE per target and model version (window and total), and promotion advice."""
+    from decision_service.evaluation import report
+    from ridestream.store import DecisionStore
+
+    settings = _settings()
+    store = DecisionStore(settings.decisions.resolved_store_url)
+    try:
+        result = report(store, settings, plot)
+    finally:
+        store.close()
+    if as_json:
+        _echo_json(result)
+        return
+    typer.echo(
+        f"{'target':<9} {'model':<22} {'version':>7} {'role':<10} {'scope':<7} "
+        f"{'rides':>7} {'MAE':>8} {'RMSE':>8}"
+    )
+    for scope in ("window", "total"):
+        for row in result[scope]:
+            typer.echo(
+                f"{row['target']:<9} {row['model_name']:<22} {row['model_version']:>7} "
+                f"{row['role']:<10} {scope:<7} {row['count']:>7} {row['mae']:>8.3f} "
+                f"{row['rmse']:>8.3f}"
+            )
+    for comparison in result["comparisons"]:
+        verdict = "promote" if comparison["recommend"] else "keep the champion"
+        typer.echo(
+            f"{comparison['model_name']} challenger v{comparison['challenger_version']} vs "
+            f"champion v{comparison['champion_version']} on {comparison['rides']} rides: RMSE "
+            f"{comparison['challenger_rmse']:.3f} vs {comparison['champion_rmse']:.3f} → {verdict}"
+        )
+    counts = result["counts"]
+    typer.echo(
+        f"decisions {counts['decisions']} (partial {counts['partial_decisions']}), pending "
+        f"{counts['pending']}, rides with ground truth {counts['actuals']}, "
+        f"evaluated predictions {counts['evaluated']}"
+    )
+    if plot is not None:
+        typer.echo(f"plot: {result['plot']}")
+
+
+@rides_app.command("show")
+def rides_show(ride_id: Annotated[str, typer.Argument(help="The ride's id.")]) -> None:
+    """A ride's predictions, decision and ground truth from the decision store."""
+    from ridestream.store import DecisionStore
+
+    store = DecisionStore(_settings().decisions.resolved_store_url)
+    try:
+        result = store.ride(ride_id)
+    finally:
+        store.close()
+    if result is None:
+        raise RidestreamError(f"the decision store knows no ride {ride_id!r}")
+    _echo_json(result.as_dict())
+
+
 @dlq_app.command("replay")
 def dlq_replay(
     kind: Annotated[
@@ -519,6 +615,7 @@ def show_settings() -> None:
     data["mlflow"]["tracking_uri"] = redact_url(data["mlflow"]["tracking_uri"])
     data["schema_registry_url"] = redact_url(data["schema_registry_url"])
     data["kestra"]["url"] = redact_url(data["kestra"]["url"])
+    data["decisions"]["store_url"] = redact_url(data["decisions"]["store_url"])
     data["bootstrap_servers"] = settings.bootstrap_servers
     _echo_json(data)
 

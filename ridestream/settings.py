@@ -110,6 +110,91 @@ class PredictorSettings(BaseModel):
     statistics_interval_ms: int = Field(default=5000, ge=0)
 
 
+class PolicySettings(BaseModel):
+    """The decision policy's thresholds (see decision_service/policy.py)."""
+
+    price_increment: float = Field(
+        default=0.05, gt=0, description="Quotes are rounded to the nearest multiple of this."
+    )
+    long_ride_minutes: float = Field(default=30.0, gt=0)
+    low_tip: float = Field(
+        default=1.0, ge=0, description="A long ride expecting a tip below this earns an incentive."
+    )
+    min_cost_per_minute: float = Field(default=0.3, ge=0)
+    max_cost_per_minute: float = Field(default=5.0, gt=0)
+
+
+class EvaluationSettings(BaseModel):
+    """Online evaluation of every model version against ground truth."""
+
+    window_rides: int = Field(default=1000, ge=1, description="The sliding window, in rides.")
+    promote_margin: float = Field(
+        default=0.05, ge=0, lt=1, description="A challenger's RMSE must be this much lower."
+    )
+    promote_min_rides: int = Field(default=500, ge=1)
+    auto_promote: bool = Field(
+        default=False, description="Promote a winning challenger through the registry."
+    )
+    error_ratio_threshold: float = Field(
+        default=1.5,
+        gt=0,
+        description="Retrain when a champion's windowed MAE exceeds its validation MAE by this.",
+    )
+
+
+class DriftSettings(BaseModel):
+    """Feature drift of the live stream against the champion's training profile."""
+
+    enabled: bool = Field(default=True, description="Read rides.started to watch feature drift.")
+    # A window of a few thousand rides covers hours, not the month the profile was made of: its
+    # clock and calendar features always "drift". They are left out unless asked for.
+    ignore_features: tuple[str, ...] = (
+        "pickup_hour",
+        "day_of_week",
+        "is_weekend",
+        "holiday",
+        "peak",
+        "overnight",
+    )
+    window_rides: int = Field(default=5000, ge=100)
+    min_rides: int = Field(default=1000, ge=1, description="No PSI before this many rides.")
+    psi_threshold: float = Field(default=0.25, gt=0)
+    check_interval_s: float = Field(default=30.0, gt=0)
+    retrain_cooldown_s: float = Field(default=6 * 3600.0, ge=0)
+
+
+class DecisionSettings(BaseModel):
+    """The decision service: join window, batching, the store, policy, evaluation, drift."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (postgresql+psycopg://...); unset = a local SQLite file.",
+    )
+    home: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"))
+    join_window_s: float = Field(
+        default=10.0, gt=0, description="Decide on partial predictions this long after the first."
+    )
+    batch_max_messages: int = Field(default=2000, ge=1)
+    batch_max_wait_s: float = Field(default=0.1, gt=0, le=1.0)
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
+    metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in
+    instance_id: str = Field(
+        default="0",
+        description="Stable per replica: its transactional id and its in-flight publication.",
+    )
+    transaction_timeout_ms: int = Field(default=15_000, ge=1000)
+    retry_backoff_s: float = Field(default=0.5, gt=0)
+    retry_backoff_max_s: float = Field(default=10.0, gt=0)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The store every reader and writer uses."""
+        return self.store_url or f"sqlite:///{self.home / 'decisions.db'}"
+
+
 class MlflowSettings(BaseModel):
     """Tracking and registry: a local SQLite file and artifact folder unless a server is set."""
 
@@ -180,6 +265,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     predictor: PredictorSettings = Field(default_factory=PredictorSettings)
+    decisions: DecisionSettings = Field(default_factory=DecisionSettings)
     kestra: KestraSettings = Field(default_factory=KestraSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     schema_registry_url: str | None = Field(
