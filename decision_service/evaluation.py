@@ -227,11 +227,15 @@ def plot_errors(store: DecisionStore, path: Path, rolling: int = 200) -> Path:
     errors = store.errors_frame()
     figure, axes = plt.subplots(len(TARGETS), 1, figsize=(9, 3 * len(TARGETS)), squeeze=False)
     for axis, target in zip(axes[:, 0], TARGETS, strict=True):
-        subset = errors[errors["target"] == target]
+        subset = errors[errors["target"] == target].sort_values(["evaluated_at_ms", "ride_id"])
+        # One x axis for every version: the ride's place in evaluation order, so a challenger
+        # that joined late is drawn where it joined, beside the champion of the same rides.
+        subset = subset.assign(position=pd.factorize(subset["ride_id"])[0])
         for (version, role), group in subset.groupby(["model_version", "role"], sort=True):
-            group = group.sort_values(["evaluated_at_ms", "ride_id"])
-            absolute = (group["predicted"] - group["actual"]).abs().reset_index(drop=True)
+            group = group.sort_values("position")
+            absolute = (group["predicted"] - group["actual"]).abs()
             axis.plot(
+                group["position"],
                 absolute.rolling(min(rolling, len(absolute)), min_periods=1).mean(),
                 label=f"v{version} ({role})",
             )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo on embedded defaults: a real Kafka broker and its topics, the models (trained once),
-# three exactly-once predictors, a replay of real February rides with what they predicted, and
+# three exactly-once predictors and the decision service, a replay of real February rides with
+# their completions, what was predicted and decided, the online evaluation (table and plot), and
 # batch scoring. Processes the demo started are stopped at the end; a broker that already ran is
 # left running.
 set -euo pipefail
@@ -35,16 +36,18 @@ else
 fi
 $rs models list
 
-step "predictors: one exactly-once process per target (logs in .ridestream/demo/)"
+step "predictors (one exactly-once process per target) and the decision service (logs in .ridestream/demo/)"
 mkdir -p .ridestream/demo
 pids=()
 for target in duration cost tip; do
   $rs predict --target "$target" --instance-id "demo-$target" >".ridestream/demo/predict-$target.log" 2>&1 &
   pids+=($!)
 done
-stop_predictors() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
+$rs decide --instance-id demo >.ridestream/demo/decide.log 2>&1 &
+pids+=($!)
+stop_services() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
 on_exit() {
-  stop_predictors
+  stop_services
   if [ "$started_here" = 1 ]; then step "stopping the Kafka the demo started"; $rs kafka stop; fi
 }
 trap on_exit EXIT
@@ -87,7 +90,42 @@ for rid in complete:
     print(f"  {rid}: duration {e['duration'][0]:5.1f} min, cost ${e['cost'][0]:6.2f}, tip ${e['tip'][0]:5.2f}"
           f"  (model versions {e['duration'][1]}/{e['cost'][1]}/{e['tip'][1]})")
 PY
-stop_predictors
+
+step "decisions for this run (decision store), as the last completions arrive"
+.venv/bin/python - "$run" "$rides" <<'PY'
+import sys, time
+from sqlalchemy import func, select
+from ridestream.settings import get_settings
+from ridestream.store import DecisionStore, actuals, rides as ride_rows
+
+run, rides = sys.argv[1], int(sys.argv[2])
+store = DecisionStore(get_settings().decisions.resolved_store_url)
+mine = ride_rows.c.ride_id.like(f"{run}%")
+deadline = time.monotonic() + 180
+while time.monotonic() < deadline:
+    with store.engine.connect() as conn:
+        decided = conn.scalar(select(func.count()).where(mine, ride_rows.c.status == "decided"))
+        partial = conn.scalar(select(func.count()).where(mine, ride_rows.c.partial))
+        completed = conn.scalar(select(func.count()).where(actuals.c.ride_id.like(f"{run}%")))
+        actions = conn.execute(select(ride_rows.c.actions, func.count()).where(mine).group_by(ride_rows.c.actions)).all()
+    if decided >= rides and completed >= rides:
+        break
+    time.sleep(1)
+print(f"  {decided} of {rides} rides decided ({partial} on partial predictions), {completed} completions stored")
+for action_list, count in sorted(actions, key=lambda a: -a[1]):
+    print(f"  actions {action_list or '[]':<40} {count:>6} rides")
+for ride_id in [f"{run}{i:07d}" for i in (0, 1, 2)]:
+    result = store.ride(ride_id)
+    if result and result.decision:
+        d = result.decision
+        print(f"  {ride_id}: quote ${d.quote}, ETA {d.eta:%H:%M}, expected tip ${d.expected_tip}, actions {d.actions}"
+              + (f"; actual {result.actual['duration']:.1f} min, ${result.actual['cost']:.2f}, tip ${result.actual['tip']:.2f}" if result.actual else ""))
+store.close()
+PY
+
+step "online evaluation: every model version against the rides' ground truth (all runs in the store)"
+$rs evaluate report --plot .ridestream/demo/evaluation.png
+stop_services
 
 step "what the topics hold"
 $rs topics list
