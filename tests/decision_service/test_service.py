@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -31,6 +32,7 @@ from ridestream.settings import DecisionSettings, KestraSettings, Settings
 from ridestream.store import DecisionStore, metadata
 from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
+from tests.conftest import free_port
 from tests.helpers import consume_all
 from tests.kestra_contract import KestraContract
 from training.data import TARGET_COLUMNS
@@ -88,7 +90,10 @@ def test_replayed_rides_get_exactly_one_decision_and_evaluation_matches_offline(
     service_settings: Settings,
 ) -> None:
     rides = 10_000
-    settings = service_settings
+    port = free_port()
+    settings = service_settings.model_copy(
+        update={"decisions": service_settings.decisions.model_copy(update={"metrics_port": port})}
+    )
     replay(settings, month_file("2023-02"), rate=0, limit=rides, id_prefix="d-", progress=False)
     service = DecisionService(settings)
     store = service.store
@@ -111,6 +116,12 @@ def test_replayed_rides_get_exactly_one_decision_and_evaluation_matches_offline(
     assert counts["partial_decisions"] == 0
     assert counts["pending"] == 0
     assert counts["unpublished"] == 0
+    # What /metrics (a real HTTP scrape on 127.0.0.1) says agrees with the store.
+    service.evaluator.maybe_refresh(force=True)
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert f'ridestream_decisions_total{{completeness="full"}} {float(rides)}' in scraped
+    assert 'ridestream_online_evaluated{model_version="' in scraped
+    assert "ridestream_event_to_decision_seconds_count 10000.0" in scraped
     messages = consume_all(settings, settings.topics.full("decisions"), expected=rides)
     serde = SingleObjectSerde(DECISION)
     published = [serde.decode(m.value()) for m in messages]
