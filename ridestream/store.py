@@ -32,6 +32,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -78,9 +79,9 @@ rides = Table(
     "rides",
     metadata,
     Column("ride_id", String(128), primary_key=True),
-    Column("partition", Integer, nullable=False, index=True),
+    Column("partition", Integer, nullable=False),
     Column("first_seen_ms", BigInteger, nullable=False),  # the first champion prediction's arrival
-    Column("status", String(16), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
     Column("quote", Float),
     Column("duration_minutes", Float),
     Column("eta_ms", BigInteger),
@@ -92,6 +93,10 @@ rides = Table(
     Column("source_event_time_ms", BigInteger),  # the RideStarted event time, for latency
     Column("publish_token", String(64), index=True),
     Column("published", Boolean, nullable=False, default=False),
+    # What every batch asks: the pending joins that expired, the decisions not yet published. Both
+    # stay small while the table grows by a row per ride, so each query reads only its few rows.
+    Index("ix_rides_joins", "status", "first_seen_ms"),
+    Index("ix_rides_unpublished", "published", "status", "partition"),
 )
 
 actuals = Table(

@@ -1,0 +1,214 @@
+"""The decision service under a steady stream, with the whole pipeline running as in production.
+
+Three predictor processes (duration, cost, tip) and one decision service process, each started as
+users start them (``ridestream predict`` / ``ridestream decide``), on topics of their own and a
+fresh SQLite decision store. Real February rides are replayed at a fixed rate with their
+completions (``producers.replay``: RideStarted stamped with its event time when sent, RideCompleted
+as each ride ends on the compressed clock). Measured, after a warm-up:
+
+- decisions/s at steady state (decisions stored per second of the measured window), and whether
+  the service kept up (every published ride decided, none on partial predictions);
+- the latency from the ride's event time to its stored decision (``decided_at`` is set inside the
+  store transaction that records it), p50 and p99 over the rides of the measured window;
+- CPU seconds per process, to see who pays for what on the shared cores.
+
+    python -m bench.decisions [--rate 2000] [--seconds 60]
+
+``bench.stream`` runs it as its decision-service part and keeps the figures in stream.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from bench.common import broker_for, drop_prefix, fresh_prefix, machine, percentile, write_results
+from producers.replay import replay
+from ridestream.events import TARGETS
+from ridestream.settings import Settings
+from ridestream.store import DecisionStore, rides
+from ridestream.tlc import month_file
+
+WARMUP_S = 10.0
+
+
+def _ridestream() -> str:
+    return str(Path(sys.executable).with_name("ridestream"))
+
+
+@contextmanager
+def service(
+    command: list[str], env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ridestream process, stopped with SIGTERM (then SIGKILL) when the block ends."""
+    with log.open("ab") as out:
+        process = subprocess.Popen([_ridestream(), *command], env=env, stdout=out, stderr=out)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _decided(store: DecisionStore) -> list[tuple[str, int, int, bool]]:
+    with store.engine.connect() as conn:
+        return [
+            (row.ride_id, row.source_event_time_ms, row.decided_at_ms, bool(row.partial))
+            for row in conn.execute(
+                select(
+                    rides.c.ride_id,
+                    rides.c.source_event_time_ms,
+                    rides.c.decided_at_ms,
+                    rides.c.partial,
+                ).where(rides.c.status == "decided")
+            )
+        ]
+
+
+def steady_decisions(
+    settings: Settings, rate: float, seconds: float, backend: str, logs: Path
+) -> dict[str, Any]:
+    """Replay ``rate`` rides/s for ``seconds`` through three predictors and the decision service."""
+    run = fresh_prefix(settings, "decisions")
+    store_path = Path(tempfile.mkdtemp(prefix="ridestream-bench-")) / "decisions.db"
+    store_url = f"sqlite:///{store_path}"
+    env = {
+        **os.environ,
+        "RIDESTREAM_TOPICS__PREFIX": run.topics.prefix,
+        "RIDESTREAM_MODELS__BACKEND": backend,
+        "RIDESTREAM_DECISIONS__STORE_URL": store_url,
+        "RIDESTREAM_LOG_LEVEL": "WARNING",
+        "OMP_WAIT_POLICY": "PASSIVE",  # LightGBM's OpenMP threads must not spin on shared cores
+    }
+    if settings.kafka_bootstrap:
+        env["RIDESTREAM_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    total = int(rate * (seconds + WARMUP_S))
+    store = DecisionStore(store_url)
+    try:
+        with ExitStack() as stack:
+            processes = {
+                target: stack.enter_context(
+                    service(
+                        ["predict", "--target", target, "--instance-id", "bench"],
+                        env,
+                        logs / f"decisions-predict-{target}.log",
+                    )
+                )
+                for target in TARGETS
+            }
+            processes["decide"] = stack.enter_context(
+                service(["decide", "--instance-id", "bench"], env, logs / "decisions-decide.log")
+            )
+            # Every process up (models loaded, group joined) before the clock starts: a first
+            # ride must come back decided.
+            replay(run, month_file("2023-02"), rate=0, limit=50, id_prefix="warm-", progress=False)
+            _wait(lambda: store.counts()["decisions"] >= 50, 120, processes, "the warm-up rides")
+            cpu_before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
+            started = time.time()
+            feeder = threading.Thread(
+                target=replay,
+                args=(run, month_file("2023-02"), rate, total),
+                kwargs={"id_prefix": "steady-", "progress": False},
+            )
+            feeder.start()
+            feeder.join()
+            published_s = time.time() - started
+            # Drain: every ride decided (or the service fell behind for good).
+            _wait(
+                lambda: store.counts()["decisions"] >= 50 + total, 120, processes, "the last rides"
+            )
+            cpu = {
+                name: round(cpu_seconds(p.pid) - cpu_before[name], 1)
+                for name, p in processes.items()
+            }
+        decided = [d for d in _decided(store) if d[0].startswith("steady-")]
+    finally:
+        store.close()
+        drop_prefix(run)
+        store_path.unlink(missing_ok=True)
+
+    window_start = (started + WARMUP_S) * 1000
+    window_end = (started + published_s) * 1000
+    measured = [d for d in decided if window_start <= d[1] <= window_end]
+    latencies = [(decided_at - event) / 1000 for _, event, decided_at, _ in measured]
+    decided_in_window = sum(window_start <= d[2] <= window_end for d in decided)
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "warmup_s": WARMUP_S,
+        "backend": backend,
+        "rides_published": total,
+        "publish_seconds": round(published_s, 1),
+        "rides_decided": len(decided),
+        "partial_decisions": sum(d[3] for d in decided),
+        "decisions_per_s": round(decided_in_window / (window_end - window_start) * 1000, 1),
+        "latency_event_to_stored_decision_s": {
+            "rides": len(latencies),
+            "p50": round(percentile(latencies, 50), 3),
+            "p99": round(percentile(latencies, 99), 3),
+            "max": round(float(np.max(latencies)), 3),
+        },
+        "cpu_seconds": cpu,
+        "store": "sqlite (a fresh file)",
+    }
+
+
+def _wait(
+    condition: Any, timeout_s: float, processes: dict[str, subprocess.Popen[bytes]], what: str
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode} waiting for {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def main() -> None:
+    """Command line: run the measurement alone and write bench/results/decisions.json."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=2000.0, help="rides/s replayed")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds")
+    parser.add_argument("--backend", default="lleaves", choices=["booster", "lleaves"])
+    args = parser.parse_args()
+    settings = Settings()
+    broker = broker_for(settings)
+    logs = Path(tempfile.mkdtemp(prefix="ridestream-bench-logs-"))
+    try:
+        result = steady_decisions(settings, args.rate, args.seconds, args.backend, logs)
+    finally:
+        del broker  # a broker the bench started keeps running, like `ridestream kafka start`
+    result["target_p99_s"] = 0.5
+    result["p99_met"] = result["latency_event_to_stored_decision_s"]["p99"] <= 0.5
+    path = write_results(
+        "decisions", {"benchmark": "decisions", "machine": machine(), **result, "logs": str(logs)}
+    )
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
