@@ -108,7 +108,7 @@ def steady_decisions(
     store = DecisionStore(store_url)
     try:
         with ExitStack() as stack:
-            processes = {
+            processes: dict[str, subprocess.Popen[bytes]] = {
                 target: stack.enter_context(
                     service(
                         ["predict", "--target", target, "--instance-id", "bench"],
