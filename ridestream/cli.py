@@ -451,6 +451,28 @@ def decide(
         service.close()
 
 
+@app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Run the HTTP gateway (FastAPI on uvicorn) until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings()
+    config = settings.gateway
+    uvicorn.run(
+        create_app(settings),
+        host=host or config.host,
+        port=config.port if port is None else port,
+        log_level=settings.log_level.lower(),
+        # The gateway's own /metrics counts requests; uvicorn's access log would double the I/O.
+        access_log=False,
+    )
+
+
 @evaluate_app.command("report")
 def evaluate_report(
     plot: Annotated[

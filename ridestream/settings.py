@@ -195,6 +195,34 @@ class DecisionSettings(BaseModel):
         return self.store_url or f"sqlite:///{self.home / 'decisions.db'}"
 
 
+class GatewaySettings(BaseModel):
+    """The HTTP gateway: where it listens, its limits, opt-in security and the A/B split."""
+
+    host: str = Field(default="127.0.0.1", description="Loopback unless deliberately exposed.")
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=16_384, ge=256, description="Larger bodies get 413.")
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, opted-in requests must carry it in X-API-Key."
+    )
+    delivery_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description="How long an opted-in request waits for the broker's acknowledgement.",
+    )
+    events_timeout_s: float = Field(
+        default=30.0, gt=0, le=300, description="How long an SSE stream waits for the result."
+    )
+    events_poll_s: float = Field(default=0.2, gt=0)
+    challenger_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of clients (sticky by client id) answered by the simple @challenger.",
+    )
+    readiness_cache_s: float = Field(default=5.0, ge=0)
+
+
 class MlflowSettings(BaseModel):
     """Tracking and registry: a local SQLite file and artifact folder unless a server is set."""
 
@@ -266,6 +294,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     predictor: PredictorSettings = Field(default_factory=PredictorSettings)
     decisions: DecisionSettings = Field(default_factory=DecisionSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     kestra: KestraSettings = Field(default_factory=KestraSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     schema_registry_url: str | None = Field(
