@@ -1,7 +1,10 @@
-"""Test helpers that read what really landed on a topic."""
+"""Test helpers: read what really landed on a topic, run a service loop in a thread, wait."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Message
@@ -41,3 +44,34 @@ def keys(messages: list[Message]) -> list[str]:
 def values(messages: list[Message]) -> list[Any]:
     """Raw message values."""
     return [m.value() for m in messages]
+
+
+class Running:
+    """A component's ``run(stop, on_batch)`` in a thread, stopped and checked on exit."""
+
+    def __init__(self, component: Any, on_batch: Callable[[Any], None] | None = None) -> None:
+        self.stop = threading.Event()
+        self.failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                component.run(self.stop, on_batch)
+            except BaseException as exc:
+                self.failure.append(exc)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive()
+        assert not self.failure, self.failure
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)

@@ -253,3 +253,53 @@ def test_moving_the_alias_mid_stream_switches_version_at_a_batch_boundary(
     assert len(champions) == rides
     assert len({p["ride_id"] for p in champions}) == rides  # none lost, none twice
     assert {p["model_version"] for p in champions} == set(versions)
+
+
+def test_observe_all_fills_a_histogram_as_observing_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from consumers.predictor import observe_all
+    from ridestream.metrics import LATENCY_BUCKETS
+
+    amounts = [0.0, *LATENCY_BUCKETS[:3], 0.004, 0.2, 0.2, 3.0, 1e9]
+    one_by_one, at_once = (
+        Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=CollectorRegistry()) for _ in range(2)
+    )
+    for amount in amounts:
+        one_by_one.observe(amount)
+    observe_all(at_once, np.array(amounts))
+
+    def state(histogram: Histogram) -> list[tuple[str, str | None, float]]:
+        return [
+            (s.name, s.labels.get("le"), s.value)
+            for s in histogram.collect()[0].samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert state(at_once) == state(one_by_one)
+
+
+def test_decode_keeps_input_order_when_both_decoders_have_rows() -> None:
+    """Rows the columnar decoder leaves (here an upper-case uuid, which fastavro accepts) are
+    decoded record by record and merged back in place; undecodable ones become dead letters."""
+    from confluent_kafka import Message
+
+    serde = SingleObjectSerde(RIDE_STARTED)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    predictor = Predictor(settings, "duration", champion=object())  # type: ignore[arg-type]
+    upper = valid_record("slow", event_id="6F9619FF-8B86-D011-B42D-00C04FC964FF")
+    payloads = [
+        serde.encode(valid_record("fast-0")),
+        serde.encode(upper),
+        b"\x00garbage",
+        serde.encode(valid_record("fast-1")),
+    ]
+    messages = [
+        Message(topic="t", value=value, key=b"k", partition=0, offset=offset)
+        for offset, value in enumerate(payloads)
+    ]
+    frame, dead = Predictor.validate(predictor.decode(messages))
+    assert frame["ride_id"].tolist() == ["fast-0", "slow", "fast-1"]
+    assert [str(e) for e in frame["event_id"]][1] == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+    assert [letter.msg.offset() for letter in dead] == [2]
+    assert build_features(frame).shape == (3, 21)

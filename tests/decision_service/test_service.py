@@ -3,11 +3,10 @@ decision per ride, out-of-order and redelivered input, dead letters, online eval
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from ridestream.store import DecisionStore, metadata
 from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
 from tests.conftest import free_port
-from tests.helpers import consume_all
+from tests.helpers import Running, consume_all, wait_for
 from tests.kestra_contract import KestraContract
 from training.data import TARGET_COLUMNS
 from training.train import TrainResult
@@ -53,37 +52,6 @@ def service_settings(
     return kafka_settings.model_copy(
         update={"mlflow": models.mlflow, "models": models.models, "decisions": decisions}
     )
-
-
-class Running:
-    """A component's ``run(stop, on_batch)`` in a thread, stopped and checked on exit."""
-
-    def __init__(self, component: Any, on_batch: Callable[[Any], None] | None = None) -> None:
-        self.stop = threading.Event()
-        self.failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                component.run(self.stop, on_batch)
-            except BaseException as exc:
-                self.failure.append(exc)
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
-        assert not self.thread.is_alive()
-        assert not self.failure, self.failure
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def test_replayed_rides_get_exactly_one_decision_and_evaluation_matches_offline(

@@ -1,9 +1,10 @@
-"""The columnar encoder must write exactly the bytes fastavro writes, record for record."""
+"""The columnar encoder must write exactly the bytes fastavro writes, record for record; the
+columnar decoder must read exactly what fastavro reads, or leave the record to it."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -12,8 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ridestream.avro_columnar import ColumnarEncoder, random_uuids, zigzag_varints
-from ridestream.exceptions import SchemaError, ValidationError
+from ridestream.avro_columnar import (
+    ColumnarDecoder,
+    ColumnarEncoder,
+    random_uuids,
+    zigzag_varints,
+)
+from ridestream.exceptions import DecodeError, SchemaError, ValidationError
 from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.serde import SingleObjectSerde
 from tests.strategies import from_avro
@@ -127,3 +133,106 @@ def test_random_uuids_are_version_4_and_distinct() -> None:
     ids = random_uuids(1000)
     assert len(set(ids)) == 1000
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+
+
+# -- decoding ----------------------------------------------------------------------------------
+EPOCH = datetime(1970, 1, 1)
+
+
+def plain(value: Any) -> Any:
+    """One decoded value in a form both decoders' outputs compare equal in."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):  # pandas Timestamps too
+        moment = value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return ("time", (moment - EPOCH) // timedelta(milliseconds=1))
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def fast_rows(columns: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    values = {name: pd.Series(columns[name]).tolist() for name in names}
+    count = len(values[names[0]])
+    return [{name: plain(values[name][i]) for name in names} for i in range(count)]
+
+
+@pytest.mark.parametrize("name", FLAT_RECORDS)
+def test_columnar_decoder_reads_what_fastavro_reads(name: str) -> None:
+    serde = SingleObjectSerde(name)
+    decoder = ColumnarDecoder(serde.schema, serde.header)
+    names = [f["name"] for f in serde.schema.raw["fields"]]
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(from_avro(serde.schema.raw), min_size=0, max_size=30))
+    def same_values(records: list[dict[str, Any]]) -> None:
+        columns, ok = decoder.decode([serde.encode(record) for record in records])
+        assert ok.all()
+        expected = [{k: plain(v) for k, v in record.items()} for record in records]
+        assert fast_rows(columns, names) == expected
+
+    same_values()
+
+
+def _damaged(data: bytes, how: int, where: int) -> bytes:
+    at = where % len(data)
+    if how == 0:
+        return data[:at]  # truncated
+    if how == 1:
+        return data + bytes([where % 256])  # a trailing byte
+    if how == 2:
+        return data[:at] + bytes([data[at] ^ (1 << (where % 8))]) + data[at + 1 :]  # a flipped bit
+    return data[:at] + bytes([where % 256]) + data[at:]  # an inserted byte
+
+
+@pytest.mark.parametrize("name", [RIDE_STARTED, PREDICTION])
+def test_columnar_decoder_leaves_what_it_cannot_prove_to_fastavro(name: str) -> None:
+    serde = SingleObjectSerde(name)
+    decoder = ColumnarDecoder(serde.schema, serde.header)
+    names = [f["name"] for f in serde.schema.raw["fields"]]
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(from_avro(serde.schema.raw), st.integers(0, 4), st.integers(0, 10_000)),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    def fast_or_deferred(cases: list[tuple[dict[str, Any], int, int]]) -> None:
+        payloads = [
+            serde.encode(record) if how == 4 else _damaged(serde.encode(record), how, where)
+            for record, how, where in cases
+        ]
+        columns, ok = decoder.decode(payloads)
+        fast = iter(fast_rows(columns, names))
+        for payload, decoded_here in zip(payloads, ok.tolist(), strict=True):
+            try:
+                expected = {k: plain(v) for k, v in serde.decode(payload).items()}
+            except DecodeError:
+                assert not decoded_here  # whatever fastavro refuses, the fast path refuses too
+                continue
+            if decoded_here:
+                assert next(fast) == expected
+
+    fast_or_deferred()
+
+
+def test_columnar_decoder_defers_other_writers_and_uuid_forms() -> None:
+    serde = SingleObjectSerde(PREDICTION)
+    decoder = ColumnarDecoder(serde.schema, serde.header)
+    record = {
+        "ride_id": "r", "target": "cost", "value": 12.5, "model_name": "ride-cost",
+        "model_version": "3", "role": "champion", "source_event_id": "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+        "source_event_time": datetime.now(UTC), "pickup_time": datetime(2023, 2, 1), "predicted_at": datetime.now(UTC),
+    }  # fmt: skip
+    upper = serde.encode(record)
+    canonical = serde.encode({**record, "source_event_id": uuid.uuid4()})
+    other_writer = b"\xc3\x01" + b"\x01" * 8 + canonical[10:]
+    columns, ok = decoder.decode([upper, canonical, other_writer, b""])
+    assert ok.tolist() == [False, True, False, False]
+    assert columns["ride_id"] == ["r"]
