@@ -4,9 +4,12 @@ of rides and in total, come from the store's ``errors`` table (written in the sa
 the predictions and completions), so the figures survive restarts and equal an offline
 computation on the same rides.
 
-Promotion: a challenger is compared with the champion on the rides both predicted. When its RMSE
-is at least ``promote_margin`` lower over at least ``promote_min_rides`` rides, promotion is
-recommended, and with ``auto_promote`` done through the registry. Online error: when a champion's
+Promotion: a challenger is compared with the champion on the rides both predicted (shadowing, as
+the predictors do). When the two answered different rides (the gateway's A/B split of the simple
+model), each is measured on its own rides instead and the comparison says it is unpaired. When the
+challenger's RMSE is at least ``promote_margin`` lower over at least ``promote_min_rides`` rides
+(of each, when unpaired), promotion is recommended, and with ``auto_promote`` done through the
+registry. Online error: when a champion's
 windowed MAE exceeds its validation MAE (logged at training) by ``error_ratio_threshold``,
 retraining is triggered.
 """
@@ -48,6 +51,7 @@ class Comparison:
     champion_rmse: float
     challenger_rmse: float
     recommend: bool
+    paired: bool = True  # False: an A/B split, each version measured on its own rides
 
     @property
     def improvement(self) -> float:
@@ -69,22 +73,30 @@ def compare_challengers(errors: pd.DataFrame, margin: float, min_rides: int) -> 
         champion = group[group["role"] == "champion"].drop_duplicates("ride_id")
         for version, challenger in group[group["role"] == "challenger"].groupby("model_version"):
             paired = challenger.merge(champion, on="ride_id", suffixes=("_challenger", "_champion"))
-            if paired.empty:
+            if not paired.empty:
+                champion_version = paired["model_version_champion"].value_counts().index[0]
+                rides = len(paired)
+                champion_rmse = float(np.sqrt(paired["squared_champion"].mean()))
+                challenger_rmse = float(np.sqrt(paired["squared_challenger"].mean()))
+            elif not champion.empty:
+                champion_version = champion["model_version"].value_counts().index[0]
+                rides = min(len(challenger), len(champion))
+                champion_rmse = float(np.sqrt(champion["squared"].mean()))
+                challenger_rmse = float(np.sqrt(challenger["squared"].mean()))
+            else:
                 continue
-            champion_versions = paired["model_version_champion"].value_counts()
-            champion_rmse = float(np.sqrt(paired["squared_champion"].mean()))
-            challenger_rmse = float(np.sqrt(paired["squared_challenger"].mean()))
             comparisons.append(
                 Comparison(
                     target=str(target),
                     model_name=str(model_name),
-                    champion_version=str(champion_versions.index[0]),
+                    champion_version=str(champion_version),
                     challenger_version=str(version),
-                    rides=len(paired),
+                    rides=rides,
                     champion_rmse=champion_rmse,
                     challenger_rmse=challenger_rmse,
-                    recommend=len(paired) >= min_rides
+                    recommend=rides >= min_rides
                     and challenger_rmse <= champion_rmse * (1 - margin),
+                    paired=not paired.empty,
                 )
             )
     return comparisons

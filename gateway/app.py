@@ -34,7 +34,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime
 
 from producers.publisher import AsyncRidePublisher
-from ridestream.events import MAX_PASSENGERS, MAX_TRIP_MILES, ZONE_MAX, ZONE_MIN, RideStarted
+from ridestream.events import (
+    MAX_PASSENGERS,
+    MAX_TRIP_MILES,
+    ZONE_MAX,
+    ZONE_MIN,
+    Prediction,
+    RideStarted,
+)
 from ridestream.exceptions import RidestreamError
 from ridestream.features import build_features
 from ridestream.kafka.clients import cluster_metadata, make_admin
@@ -299,7 +306,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
             model=ModelInfo(name=model.name, version=model.version, role=model.role),  # type: ignore[arg-type]
         )
         if ride.enhanced:
-            answer.enhanced = await enhance(gw, ride, ride_id, pickup)
+            answer.enhanced = await enhance(gw, ride, ride_id, pickup, model, duration)
         return answer
 
     @app.get("/v1/rides/{ride_id}", response_model=RideResponse, responses={404: {}})
@@ -394,8 +401,19 @@ def predict_duration(model: LoadedModel, ride: RideRequest, pickup: datetime) ->
     return float(model.predict(build_features(frame))[0])
 
 
-async def enhance(gw: Gateway, ride: RideRequest, ride_id: str, pickup: datetime) -> Enhanced:
-    """Publish the ride for the stream and wait (bounded) for the broker's acknowledgement."""
+async def enhance(
+    gw: Gateway,
+    ride: RideRequest,
+    ride_id: str,
+    pickup: datetime,
+    model: LoadedModel,
+    duration: float,
+) -> Enhanced:
+    """Publish the ride for the stream and wait (bounded) for the broker's acknowledgement.
+
+    The simple model's answer goes along as a Prediction, so the decision service evaluates the
+    gateway's model versions (the A/B split) against the ride's ground truth too.
+    """
     if gw.publisher is None:
         gw.metrics.enhanced.labels("unavailable").inc()
         return Enhanced(status="unavailable", reason=gw.publisher_error)
@@ -417,9 +435,26 @@ async def enhance(gw: Gateway, ride: RideRequest, ride_id: str, pickup: datetime
             }
         ),
     )
+    answered = Prediction(
+        ride_id=ride_id,
+        target="duration",
+        value=duration,
+        model_name=model.name,
+        model_version=model.version,
+        role=model.role,  # type: ignore[arg-type]
+        source_event_id=event.event_id,
+        source_event_time=event.event_time,
+        pickup_time=pickup,
+    )
     timeout = gw.settings.gateway.delivery_timeout_s
+    publisher = gw.publisher
     try:
-        await asyncio.wait_for(gw.publisher.publish_started(event), timeout)
+        await asyncio.wait_for(
+            asyncio.gather(
+                publisher.publish_started(event), publisher.publish_prediction(answered)
+            ),
+            timeout,
+        )
     except TimeoutError:
         gw.metrics.enhanced.labels("unavailable").inc()
         return Enhanced(

@@ -19,11 +19,11 @@ import pandas as pd
 from confluent_kafka import Message
 
 from ridestream.avro_columnar import ColumnarEncoder, random_uuids
-from ridestream.events import Event, RideCompleted, RideStarted, utc_now
+from ridestream.events import Event, Prediction, RideCompleted, RideStarted, utc_now
 from ridestream.exceptions import ValidationError
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import AsyncProducer, DeliveryCallback, ReliableProducer
-from ridestream.schemas import RIDE_COMPLETED, RIDE_STARTED
+from ridestream.schemas import PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.serde import Serde, SingleObjectSerde, make_serde
 from ridestream.settings import Settings
 from ridestream.validation import find_problems
@@ -209,6 +209,8 @@ class AsyncRidePublisher:
 
     def __init__(self, settings: Settings, **producer_overrides: Any) -> None:
         self._encoders = _Encoders(settings)
+        self._predictions_topic = settings.topics.full("predictions")
+        self._prediction_serde = SingleObjectSerde(PREDICTION)  # as the predictors frame them
         self._producer = AsyncProducer(
             producer_config(settings, **producer_overrides),
             queue_full_retries=settings.queue_full_retries,
@@ -223,6 +225,14 @@ class AsyncRidePublisher:
         """Validate, encode, produce and wait for the broker's acknowledgement."""
         topic, value, key = self._encoders.completed_message(ride)
         return _receipt(await self._producer.send(topic, value, key))
+
+    async def publish_prediction(self, prediction: Prediction) -> DeliveryReceipt:
+        """A prediction made outside the predictors (the gateway's simple model), so the decision
+        service evaluates it against the ride's ground truth like any other model version."""
+        value = self._prediction_serde.encode(prediction.to_record())
+        return _receipt(
+            await self._producer.send(self._predictions_topic, value, prediction.ride_id)
+        )
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Flush and stop the delivery thread."""

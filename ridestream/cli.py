@@ -508,7 +508,8 @@ def evaluate_report(
         verdict = "promote" if comparison["recommend"] else "keep the champion"
         typer.echo(
             f"{comparison['model_name']} challenger v{comparison['challenger_version']} vs "
-            f"champion v{comparison['champion_version']} on {comparison['rides']} rides: RMSE "
+            f"champion v{comparison['champion_version']} on {comparison['rides']} rides"
+            f"{'' if comparison['paired'] else ' each (A/B, unpaired)'}: RMSE "
             f"{comparison['challenger_rmse']:.3f} vs {comparison['champion_rmse']:.3f} → {verdict}"
         )
     counts = result["counts"]

@@ -49,8 +49,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from ridestream.events import Decision, ModelRef
+from ridestream.events import TARGETS, Decision, ModelRef
 from ridestream.exceptions import RidestreamError
+from ridestream.registry import MODEL_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -400,14 +401,20 @@ class DecisionStore:
     ) -> dict[str, dict[str, StoredPrediction]]:
         """Per ride, per target, the champion prediction a decision uses.
 
-        Were two champion versions to have predicted a target (the alias moved while a batch was
+        Only the target's own model counts (``ride-duration`` for duration: the gateway's
+        ``ride-duration-simple`` predictions are stored for evaluation, never decided on). Were two
+        champion versions to have predicted a target (the alias moved while a batch was
         redelivered), the earliest prediction wins, so the choice never depends on arrival order.
         """
         chosen: dict[str, dict[str, StoredPrediction]] = {}
         for chunk in _chunks(ride_ids):
             rows = conn.execute(
                 select(*_prediction_columns())
-                .where(predictions.c.ride_id.in_(chunk), predictions.c.role == "champion")
+                .where(
+                    predictions.c.ride_id.in_(chunk),
+                    predictions.c.role == "champion",
+                    predictions.c.model_name.in_([MODEL_NAMES[t] for t in TARGETS]),
+                )
                 .order_by(
                     predictions.c.ride_id,
                     predictions.c.target,

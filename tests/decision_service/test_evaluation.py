@@ -210,3 +210,20 @@ def test_without_kestra_the_trigger_is_logged_and_remembered(
     )
     assert "retraining would be triggered now (no Kestra configured)" in caplog.text
     assert filled_store.last_retrain_ms() is not None
+
+
+def test_an_a_b_split_is_compared_on_each_versions_own_rides() -> None:
+    frame = errors(1200, 4.0, 2.0)
+    # Each ride answered by one version only, as the gateway's A/B split does.
+    ab = frame[
+        ((frame.role == "champion") & (frame.evaluated_at_ms % 2 == 0))
+        | ((frame.role == "challenger") & (frame.evaluated_at_ms % 2 == 1))
+    ]
+    (comparison,) = compare_challengers(ab, margin=0.05, min_rides=500)
+    assert not comparison.paired
+    assert comparison.rides == 600
+    champion = ab[ab.role == "champion"]
+    assert comparison.champion_rmse == pytest.approx(
+        np.sqrt(((champion.predicted - champion.actual) ** 2).mean())
+    )
+    assert comparison.recommend
