@@ -8,6 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 DEMO_RIDES ?= 5000
 DEMO_RATE ?= 1000
+DEMO_GATEWAY_REQUESTS ?= 1000
 
 .PHONY: help setup system-deps demo test bench lint format clean kafka-start kafka-stop
 
@@ -27,13 +28,14 @@ setup: system-deps $(STAMP) ## Install everything: system packages, Python packa
 	$(BIN)/ridestream kafka fetch >/dev/null
 
 demo: setup ## Run the system on its embedded defaults: Kafka, topics, a replay, what arrived
-	@bash scripts/demo.sh $(DEMO_RIDES) $(DEMO_RATE)
+	@bash scripts/demo.sh $(DEMO_RIDES) $(DEMO_RATE) $(DEMO_GATEWAY_REQUESTS)
 
 test: setup ## Run the whole test suite against a real Kafka broker
 	$(BIN)/pytest
 
 bench: setup ## Run the benchmarks; results land in bench/results/
 	$(BIN)/python -m bench.publish
+	$(BIN)/python -m bench.stream
 
 lint: setup ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The demo on embedded defaults: a real Kafka broker and its topics, the models (trained once),
-# three exactly-once predictors and the decision service, a replay of real February rides with
-# their completions, what was predicted and decided, the online evaluation (table and plot), and
-# batch scoring. Processes the demo started are stopped at the end; a broker that already ran is
+# The whole system on its embedded defaults: a real Kafka broker and its topics, the models
+# (trained once), three exactly-once predictors, the decision service and the gateway (and
+# Prometheus, where Debian's is installed); a replay of real February rides with their completions
+# while gateway clients send rides (some opted in); then a report of throughput, latencies,
+# decisions, online error per model version and dead letters, written with its plot to
+# .ridestream/demo/; then batch scoring. Processes the demo started are stopped at the end; a broker that already ran is
 # left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rides=${1:-5000}
 rate=${2:-1000}
+gateway_requests=${3:-1000}
+gateway_port=${DEMO_GATEWAY_PORT:-8000}
 rs=.venv/bin/ridestream
 
 step() { printf '\n== %s\n' "$*"; }
@@ -36,25 +40,58 @@ else
 fi
 $rs models list
 
-step "predictors (one exactly-once process per target) and the decision service (logs in .ridestream/demo/)"
+step "services: three exactly-once predictors, the decision service, the gateway (logs in .ridestream/demo/)"
 mkdir -p .ridestream/demo
 pids=()
+port=9101
 for target in duration cost tip; do
-  $rs predict --target "$target" --instance-id "demo-$target" >".ridestream/demo/predict-$target.log" 2>&1 &
+  $rs predict --target "$target" --instance-id "demo-$target" --metrics-port "$port" >".ridestream/demo/predict-$target.log" 2>&1 &
   pids+=($!)
+  port=$((port + 1))
 done
-$rs decide --instance-id demo >.ridestream/demo/decide.log 2>&1 &
+$rs decide --instance-id demo --metrics-port 9104 >.ridestream/demo/decide.log 2>&1 &
 pids+=($!)
-stop_services() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
+$rs gateway --port "$gateway_port" >.ridestream/demo/gateway.log 2>&1 &
+pids+=($!)
+stop_services() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
 on_exit() {
   stop_services
   if [ "$started_here" = 1 ]; then step "stopping the Kafka the demo started"; $rs kafka stop; fi
 }
 trap on_exit EXIT
+.venv/bin/python - "$gateway_port" <<'PY'
+import sys, time, httpx
+url = f"http://127.0.0.1:{sys.argv[1]}/readyz"
+deadline = time.monotonic() + 90
+while True:
+    try:
+        answer = httpx.get(url, timeout=5)
+        if answer.status_code == 200:
+            print(f"  gateway ready: {answer.json()}")
+            break
+    except httpx.TransportError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit("the gateway did not become ready; see .ridestream/demo/gateway.log")
+    time.sleep(0.5)
+PY
+echo "  metrics: predictors 127.0.0.1:9101-9103, decisions :9104, gateway :$gateway_port/metrics; API docs http://127.0.0.1:$gateway_port/docs"
+if command -v prometheus >/dev/null; then
+  prometheus --config.file=deploy/prometheus.yml --web.listen-address=127.0.0.1:9090 \
+    --storage.tsdb.path=.ridestream/demo/prometheus >.ridestream/demo/prometheus.log 2>&1 &
+  pids+=($!)
+  echo "  Prometheus on http://127.0.0.1:9090 (deploy/prometheus.yml; Grafana dashboard: deploy/grafana/ridestream.json)"
+else
+  echo "  (Debian's prometheus is not installed: scrape config in deploy/prometheus.yml, dashboard in deploy/grafana/)"
+fi
 
 run="demo-$(date +%H%M%S)-"
-step "replaying $rides February rides at $rate rides/s as $run* (RideStarted, then RideCompleted as each ride ends)"
-$rs replay --input data/green_tripdata_2023-02.parquet --rate "$rate" --limit "$rides" --id-prefix "$run"
+step "replaying $rides February rides at $rate rides/s as $run* (with completions) while $gateway_requests gateway requests come in, 20% opted in"
+$rs replay --input data/green_tripdata_2023-02.parquet --rate "$rate" --limit "$rides" --id-prefix "$run" --no-progress &
+replay_pid=$!
+.venv/bin/python scripts/demo_load.py --url "http://127.0.0.1:$gateway_port" --prefix "$run" \
+  --requests "$gateway_requests" --output .ridestream/demo/load.json >/dev/null
+wait "$replay_pid"
 
 step "predictions per target for this run (read_committed), as they land"
 .venv/bin/python - "$run" "$rides" <<'PY'
@@ -76,7 +113,7 @@ examples: dict[str, dict] = {}
 deadline = time.monotonic() + 180
 while time.monotonic() < deadline and min(len(s) for s in seen.values()) < rides:
     for msg in consumer.consume(2000, 0.5):
-        if msg.error() or not msg.key().decode().startswith(run):
+        if msg.error() or not msg.key().decode().startswith(run + "0"):  # replayed, not gateway rides
             continue
         p = serde.decode(msg.value())
         seen[p["target"]].add(p["ride_id"])
@@ -91,7 +128,7 @@ for rid in complete:
           f"  (model versions {e['duration'][1]}/{e['cost'][1]}/{e['tip'][1]})")
 PY
 
-step "decisions for this run (decision store), as the last completions arrive"
+step "waiting for every replayed ride's decision and ground truth"
 .venv/bin/python - "$run" "$rides" <<'PY'
 import sys, time
 from sqlalchemy import func, select
@@ -100,31 +137,31 @@ from ridestream.store import DecisionStore, actuals, rides as ride_rows
 
 run, rides = sys.argv[1], int(sys.argv[2])
 store = DecisionStore(get_settings().decisions.resolved_store_url)
-mine = ride_rows.c.ride_id.like(f"{run}%")
 deadline = time.monotonic() + 180
 while time.monotonic() < deadline:
     with store.engine.connect() as conn:
+        mine = ride_rows.c.ride_id.like(f"{run}0%")  # the replayed rides, not the gateway's
         decided = conn.scalar(select(func.count()).where(mine, ride_rows.c.status == "decided"))
-        partial = conn.scalar(select(func.count()).where(mine, ride_rows.c.partial))
-        completed = conn.scalar(select(func.count()).where(actuals.c.ride_id.like(f"{run}%")))
-        actions = conn.execute(select(ride_rows.c.actions, func.count()).where(mine).group_by(ride_rows.c.actions)).all()
+        completed = conn.scalar(select(func.count()).where(actuals.c.ride_id.like(f"{run}0%")))
     if decided >= rides and completed >= rides:
         break
     time.sleep(1)
-print(f"  {decided} of {rides} rides decided ({partial} on partial predictions), {completed} completions stored")
-for action_list, count in sorted(actions, key=lambda a: -a[1]):
-    print(f"  actions {action_list or '[]':<40} {count:>6} rides")
+print(f"  {decided} decisions and {completed} completions stored for the {rides} replayed rides")
 for ride_id in [f"{run}{i:07d}" for i in (0, 1, 2)]:
     result = store.ride(ride_id)
-    if result and result.decision:
-        d = result.decision
-        print(f"  {ride_id}: quote ${d.quote}, ETA {d.eta:%H:%M}, expected tip ${d.expected_tip}, actions {d.actions}"
-              + (f"; actual {result.actual['duration']:.1f} min, ${result.actual['cost']:.2f}, tip ${result.actual['tip']:.2f}" if result.actual else ""))
+    if result and result.decision and result.actual:
+        d, a = result.decision, result.actual
+        print(f"  {ride_id}: quote ${d.quote}, ETA {d.eta:%H:%M}, expected tip ${d.expected_tip}, actions {d.actions}; "
+              f"actual {a['duration']:.1f} min, ${a['cost']:.2f}, tip ${a['tip']:.2f}")
 store.close()
 PY
 
-step "online evaluation: every model version against the rides' ground truth (all runs in the store)"
-$rs evaluate report --plot .ridestream/demo/evaluation.png
+step "report: throughput, latencies, decisions, online error per target and model version, dead letters"
+sleep 3  # the gateway rides' completions were published last
+.venv/bin/python scripts/demo_report.py --run "$run" --rides "$rides" --load .ridestream/demo/load.json \
+  --output-dir .ridestream/demo
+
+step "stopping the services (SIGTERM: each finishes its batch)"
 stop_services
 
 step "what the topics hold"
@@ -136,12 +173,11 @@ step "three RideCompleted events, decoded"
 $rs tail completed --limit 3 --idle-timeout 5
 
 step "batch: score all of February offline with the champion models"
-mkdir -p .ridestream/demo
 $rs batch score --input data/green_tripdata_2023-02.parquet --output .ridestream/demo/scored-2023-02.parquet
 .venv/bin/python - <<'PY'
 import pandas as pd
 scored = pd.read_parquet(".ridestream/demo/scored-2023-02.parquet")
 columns = ["lpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "predicted_duration", "predicted_cost", "predicted_tip"]
-print(scored[columns].head(5).round(2).to_string(index=False))
+print(scored[columns].head(5).to_string(index=False, float_format=lambda v: f'{v:.2f}'))
 PY
 echo "MLflow UI over the same store: $rs mlflow ui   (http://127.0.0.1:5000)"

@@ -1,0 +1,146 @@
+"""The demo's closing report: throughput and latencies, decisions, online error per target and
+model version, dead letters; written as Markdown and JSON next to its plot, and printed.
+
+    python scripts/demo_report.py --run demo-0930- --rides 5000 --load load.json --output-dir DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import TopicPartition
+from sqlalchemy import func, select
+
+from decision_service.evaluation import report as evaluation_report
+from ridestream.kafka.clients import make_admin
+from ridestream.settings import Settings, get_settings
+from ridestream.store import DecisionStore, actuals, rides
+
+
+def dead_letters(settings: Settings) -> int:
+    """Messages on the dead-letter topic (all runs)."""
+    from confluent_kafka import Consumer
+
+    from ridestream.kafka.clients import consumer_config, unique_group_id
+
+    topic = settings.topics.full("dlq")
+    partitions = make_admin(settings).list_topics(topic, timeout=10).topics[topic].partitions
+    consumer = Consumer(consumer_config(settings, unique_group_id("demo-report")))
+    try:
+        total = 0
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def run_figures(store: DecisionStore, run: str) -> dict[str, Any]:
+    """Decisions of this run's rides and their event → stored decision latency."""
+    mine = rides.c.ride_id.like(f"{run}%")
+    with store.engine.connect() as conn:
+        decided = conn.execute(
+            select(
+                rides.c.source_event_time_ms,
+                rides.c.decided_at_ms,
+                rides.c.partial,
+                rides.c.actions,
+            ).where(mine, rides.c.status == "decided")
+        ).all()
+        completed = conn.scalar(select(func.count()).where(actuals.c.ride_id.like(f"{run}%")))
+    latency = np.array([(d - e) / 1000 for e, d, _, _ in decided]) if decided else np.array([0.0])
+    actions: dict[str, int] = {}
+    for *_, listed in decided:
+        for action in json.loads(listed or "[]"):
+            actions[action] = actions.get(action, 0) + 1
+    return {
+        "decisions": len(decided),
+        "partial": sum(bool(p) for _, _, p, _ in decided),
+        "completions_stored": int(completed or 0),
+        "actions": actions,
+        "event_to_decision_s": {
+            "p50": round(float(np.percentile(latency, 50)), 3),
+            "p99": round(float(np.percentile(latency, 99)), 3),
+        },
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    run, load, evaluation = result["run"], result["gateway_load"], result["evaluation"]
+    lines = [
+        f"# ridestream demo report — run `{result['prefix']}`",
+        "",
+        "## Stream",
+        f"- rides replayed: {result['rides']} (with their completions)",
+        f"- decisions: {run['decisions']} ({run['partial']} on partial predictions); "
+        f"completions stored: {run['completions_stored']}",
+        f"- event → stored decision: p50 {run['event_to_decision_s']['p50']} s, "
+        f"p99 {run['event_to_decision_s']['p99']} s",
+        f"- actions: {run['actions'] or 'none'}",
+        f"- dead letters on the DLQ (all runs): {result['dead_letters']}",
+        "",
+        "## Gateway",
+        f"- {load['requests']} requests from {load['concurrency']} clients in {load['seconds']} s: "
+        f"{load['requests_per_s']} requests/s, p50 {load['latency_ms']['p50']} ms, "
+        f"p99 {load['latency_ms']['p99']} ms (client side, through the whole stack's CPU load)",
+        f"- statuses: {load['statuses']}; answers per simple-model version: "
+        f"{load['answers_by_simple_version']}",
+        f"- opted in: {load['opted_in']} → pending {load['enhanced_pending']}, unavailable "
+        f"{load['enhanced_unavailable']}",
+        "",
+        "## Online evaluation (every model version against ground truth, all runs in the store)",
+        "",
+        "| target | model | version | role | rides | MAE | RMSE |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for row in evaluation["total"]:
+        lines.append(
+            f"| {row['target']} | {row['model_name']} | {row['model_version']} | {row['role']} | "
+            f"{row['count']} | {row['mae']:.3f} | {row['rmse']:.3f} |"
+        )
+    lines.append("")
+    for c in evaluation["comparisons"]:
+        verdict = "promote" if c["recommend"] else "keep the champion"
+        lines.append(
+            f"- {c['model_name']} challenger v{c['challenger_version']} vs champion "
+            f"v{c['champion_version']}: RMSE {c['challenger_rmse']:.3f} vs {c['champion_rmse']:.3f} "
+            f"on {c['rides']} rides{'' if c['paired'] else ' each (A/B)'} → {verdict}"
+        )
+    lines += ["", f"Plot: {evaluation['plot']}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="ride id prefix of this run")
+    parser.add_argument("--rides", type=int, required=True)
+    parser.add_argument("--load", type=Path, required=True, help="demo_load.py's summary")
+    parser.add_argument("--output-dir", type=Path, required=True)
+    args = parser.parse_args()
+    settings = get_settings()
+    store = DecisionStore(settings.decisions.resolved_store_url)
+    try:
+        result = {
+            "prefix": args.run,
+            "rides": args.rides,
+            "run": run_figures(store, args.run),
+            "gateway_load": json.loads(args.load.read_text()),
+            "dead_letters": dead_letters(settings),
+            "evaluation": evaluation_report(store, settings, args.output_dir / "evaluation.png"),
+        }
+    finally:
+        store.close()
+    text = markdown(result)
+    (args.output_dir / "report.md").write_text(text)
+    (args.output_dir / "report.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(text)
+    print(f"written: {args.output_dir / 'report.md'}, report.json, evaluation.png")
+
+
+if __name__ == "__main__":
+    main()
