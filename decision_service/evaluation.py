@@ -141,8 +141,12 @@ class OnlineEvaluator:
         self._check_online_error(window)
 
     def _act_on_challengers(self) -> None:
+        # The recent rides of each version: a comparison of how they do now, read through an
+        # index whatever the history (the full history is the report's, on demand).
         comparisons = compare_challengers(
-            self.store.errors_frame(), self.config.promote_margin, self.config.promote_min_rides
+            self.store.recent_errors(self.config.window_rides),
+            self.config.promote_margin,
+            self.config.promote_min_rides,
         )
         for comparison in comparisons:
             key = (comparison.model_name, comparison.challenger_version)

@@ -282,7 +282,12 @@ class DecisionService:
             self.store.evaluate(conn, sorted(evaluated), at)
             claimed = (
                 self.store.claim_unpublished(
-                    conn, self.config.instance_id, token, partitions, dict(self._decision_floor)
+                    conn,
+                    self.config.instance_id,
+                    token,
+                    partitions,
+                    dict(self._decision_floor),
+                    known={d.ride_id: d for d in decisions},
                 )
                 if partitions
                 else []

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     BigInteger,
@@ -122,7 +123,23 @@ errors = Table(
     Column("role", String(16), nullable=False),
     Column("predicted", Float, nullable=False),
     Column("actual", Float, nullable=False),
-    Column("evaluated_at_ms", BigInteger, nullable=False, index=True),
+    Column("evaluated_at_ms", BigInteger, nullable=False),
+    # The sliding window reads each version's newest rows through this, never the whole table.
+    Index("ix_errors_version_time", "target", "model_name", "model_version", "evaluated_at_ms"),
+)
+
+# Running sums per model version, kept in the transaction that records the errors: the totals are
+# read in constant time however long the service has run.
+model_totals = Table(
+    "model_totals",
+    metadata,
+    Column("target", String(16), primary_key=True),
+    Column("model_name", String(128), primary_key=True),
+    Column("model_version", String(32), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("evaluated", BigInteger, nullable=False),
+    Column("sum_abs", Float, nullable=False),
+    Column("sum_squared", Float, nullable=False),
 )
 
 outbox = Table(
@@ -255,9 +272,12 @@ class DecisionStore:
             yield conn
 
     # -- writes (all idempotent) ----------------------------------------------------------------
+    def _insert(self, table: Table) -> Any:
+        """The dialect's INSERT, which knows ON CONFLICT."""
+        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
     def _insert_ignore(self, table: Table) -> Any:
-        dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
-        return dialect_insert(table).on_conflict_do_nothing()
+        return self._insert(table).on_conflict_do_nothing()
 
     def add_predictions(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Store predictions; one already stored (same ride, target, model version) is kept."""
@@ -330,13 +350,15 @@ class DecisionStore:
         )
         return result.rowcount
 
-    def evaluate(self, conn: Connection, ride_ids: Sequence[str], at_ms: int) -> None:
-        """Record the error of every stored prediction of these rides that has ground truth."""
+    def evaluate(self, conn: Connection, ride_ids: Sequence[str], at_ms: int) -> int:
+        """Record the error of every stored prediction of these rides that has ground truth, and
+        add the new ones to the running totals. Returns how many were new."""
         actual_of = {
             "duration": actuals.c.duration,
             "cost": actuals.c.cost,
             "tip": actuals.c.tip,
         }
+        added: dict[tuple[str, str, str, str], list[float]] = {}
         for target, actual in actual_of.items():
             for chunk in _chunks(ride_ids):
                 query = (
@@ -353,8 +375,10 @@ class DecisionStore:
                     .join(actuals, actuals.c.ride_id == predictions.c.ride_id)
                     .where(predictions.c.ride_id.in_(chunk), predictions.c.target == target)
                 )
-                conn.execute(
-                    self._insert_ignore(errors).from_select(
+                # RETURNING gives back only the rows inserted: a redelivery adds nothing twice.
+                inserted = conn.execute(
+                    self._insert_ignore(errors)
+                    .from_select(
                         [
                             "ride_id",
                             "target",
@@ -367,7 +391,42 @@ class DecisionStore:
                         ],
                         query,
                     )
+                    .returning(
+                        errors.c.target,
+                        errors.c.model_name,
+                        errors.c.model_version,
+                        errors.c.role,
+                        errors.c.predicted,
+                        errors.c.actual,
+                    )
+                ).all()
+                for row in inserted:
+                    sums = added.setdefault((row[0], row[1], row[2], row[3]), [0, 0.0, 0.0])
+                    error = row.predicted - row.actual
+                    sums[0] += 1
+                    sums[1] += abs(error)
+                    sums[2] += error * error
+        for (target, name, version, role), (count, sum_abs, sum_squared) in added.items():
+            upsert = self._insert(model_totals).values(
+                target=target,
+                model_name=name,
+                model_version=version,
+                role=role,
+                evaluated=count,
+                sum_abs=sum_abs,
+                sum_squared=sum_squared,
+            )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=["target", "model_name", "model_version"],
+                    set_={
+                        "evaluated": model_totals.c.evaluated + upsert.excluded.evaluated,
+                        "sum_abs": model_totals.c.sum_abs + upsert.excluded.sum_abs,
+                        "sum_squared": model_totals.c.sum_squared + upsert.excluded.sum_squared,
+                    },
                 )
+            )
+        return sum(int(sums[0]) for sums in added.values())
 
     # -- the join -------------------------------------------------------------------------------
     def pending(self, conn: Connection, ride_ids: Sequence[str]) -> list[str]:
@@ -435,10 +494,14 @@ class DecisionStore:
         token: str,
         partitions: Iterable[int],
         start_offsets: dict[int, int],
+        known: dict[str, Decision] | None = None,
     ) -> list[Decision]:
-        """Claim this instance's unpublished decisions (of its partitions) for one publication."""
+        """Claim this instance's unpublished decisions (of its partitions) for one publication.
+
+        ``known`` holds decisions the caller has just made and stored: they are not read back.
+        """
         partitions = list(partitions)
-        conn.execute(
+        claimed = conn.scalars(
             update(rides)
             .where(
                 rides.c.status == DECIDED,
@@ -446,19 +509,24 @@ class DecisionStore:
                 rides.c.partition.in_(partitions),
             )
             .values(publish_token=token)
-        )
-        rows = conn.execute(
-            select(rides).where(rides.c.publish_token == token).order_by(rides.c.ride_id)
+            .returning(rides.c.ride_id)
         ).all()
-        if not rows:
+        if not claimed:
             return []
+        known = known or {}
+        unknown = sorted(set(claimed) - set(known))
+        read_back = {
+            row.ride_id: decision_from_row(row)
+            for chunk in _chunks(unknown)
+            for row in conn.execute(select(rides).where(rides.c.ride_id.in_(chunk)))
+        }
         conn.execute(outbox.delete().where(outbox.c.instance == instance))
         conn.execute(
             outbox.insert().values(
                 instance=instance, token=token, start_offsets=json.dumps(start_offsets)
             )
         )
-        return [decision_from_row(row) for row in rows]
+        return [known.get(ride_id) or read_back[ride_id] for ride_id in sorted(claimed)]
 
     def in_flight(self, instance: str) -> tuple[str, dict[int, int]] | None:
         """The claim this instance left when it stopped between claim and confirmation."""
@@ -562,41 +630,59 @@ class DecisionStore:
             }
 
     def evaluation(self, window_rides: int | None = None) -> pd.DataFrame:
-        """Per target and model version: count, MAE and RMSE, over all rides or the last
-        ``window_rides`` evaluated ones (by evaluation time)."""
-        keys = [errors.c.target, errors.c.model_name, errors.c.model_version, errors.c.role]
-        error = errors.c.predicted - errors.c.actual
-        source: Any = errors
-        if window_rides is not None:
-            rank = (
-                func.row_number()
-                .over(
-                    partition_by=keys[:3],
-                    order_by=[errors.c.evaluated_at_ms.desc(), errors.c.ride_id],
-                )
-                .label("rank")
-            )
-            source = select(errors, rank).subquery()
-            keys = [source.c.target, source.c.model_name, source.c.model_version, source.c.role]
-            error = source.c.predicted - source.c.actual
-        query = select(
-            *keys,
-            func.count().label("count"),
-            func.avg(func.abs(error)).label("mae"),
-            func.avg(error * error).label("mse"),
-        )
-        if window_rides is not None:
-            query = query.where(source.c.rank <= window_rides)
-        query = query.group_by(*keys).order_by(*keys)
+        """Per target and model version: count, MAE and RMSE, over all rides (the running totals)
+        or over each version's last ``window_rides`` evaluated rides."""
+        columns = ["target", "model_name", "model_version", "role", "count", "mae", "rmse"]
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).mappings().all())
-        if frame.empty:
-            return pd.DataFrame(
-                columns=["target", "model_name", "model_version", "role", "count", "mae", "rmse"]
+            totals = conn.execute(
+                select(model_totals).order_by(
+                    model_totals.c.target, model_totals.c.model_name, model_totals.c.model_version
+                )
+            ).all()
+            rows = []
+            for t in totals:
+                if window_rides is None:
+                    count = t.evaluated
+                    mae, mse = t.sum_abs / count, t.sum_squared / count
+                else:
+                    recent = self._recent(
+                        conn, t.target, t.model_name, t.model_version, window_rides
+                    )
+                    error = recent["predicted"].to_numpy() - recent["actual"].to_numpy()
+                    count = len(error)
+                    mae, mse = float(np.abs(error).mean()), float((error**2).mean())
+                rows.append((t.target, t.model_name, t.model_version, t.role, count, mae, mse**0.5))
+        return pd.DataFrame(rows, columns=columns)
+
+    def recent_errors(self, window_rides: int) -> pd.DataFrame:
+        """Each model version's last ``window_rides`` evaluated predictions (for comparisons)."""
+        with self.engine.connect() as conn:
+            versions = conn.execute(
+                select(
+                    model_totals.c.target, model_totals.c.model_name, model_totals.c.model_version
+                )
+            ).all()
+            frames = [self._recent(conn, *version, window_rides) for version in versions]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return pd.DataFrame(columns=[c.name for c in errors.columns])
+        return pd.concat(frames, ignore_index=True)
+
+    @staticmethod
+    def _recent(conn: Connection, target: str, name: str, version: str, limit: int) -> pd.DataFrame:
+        query = (
+            select(errors)
+            .where(
+                errors.c.target == target,
+                errors.c.model_name == name,
+                errors.c.model_version == version,
             )
-        frame["rmse"] = frame.pop("mse").astype(float) ** 0.5
-        frame["mae"] = frame["mae"].astype(float)
-        return frame
+            .order_by(errors.c.evaluated_at_ms.desc(), errors.c.ride_id.desc())
+            .limit(limit)
+        )
+        return pd.DataFrame(
+            conn.execute(query).mappings().all(), columns=[c.name for c in errors.columns]
+        )
 
     def errors_frame(self, target: str | None = None) -> pd.DataFrame:
         """Every evaluated prediction (ride, model version, predicted, actual, when)."""
