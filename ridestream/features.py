@@ -116,9 +116,18 @@ def _zones(column: Any) -> np.ndarray:
 
 
 def _timestamps(column: Any) -> np.ndarray:
+    if isinstance(column, np.ndarray) and np.issubdtype(column.dtype, np.datetime64):
+        return column.astype("datetime64[s]")  # already parsed: pandas' parser costs ~0.3 ms
     if isinstance(column, pd.Series) and column.dt.tz is not None:
         column = column.dt.tz_localize(None)
     return np.asarray(pd.to_datetime(column)).astype("datetime64[s]")
+
+
+def _is_holiday(days: np.ndarray) -> np.ndarray:
+    # holiday_dates() is sorted: a binary search per day, cheaper than np.isin's sort of both.
+    dates = holiday_dates()
+    found = np.minimum(np.searchsorted(dates, days), len(dates) - 1)
+    return np.asarray(dates[found] == days)
 
 
 def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
@@ -139,7 +148,7 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     distance = _numbers(rides["trip_distance"])
     distance[distance < 0] = np.nan
     hour = seconds_of_day / 3600.0
-    holiday = np.isin(days, holiday_dates())
+    holiday = _is_holiday(days)
     rate_code = _numbers(rides["rate_code"])
     with np.errstate(invalid="ignore"):  # NaN hours and weekdays compare False, then masked
         peak = (day_of_week < 5) & (hour >= 16) & (hour < 20) & ~holiday

@@ -1,0 +1,530 @@
+"""Gateway throughput and latency under wrk, side by side with ``mlflow models serve``.
+
+Same machine, same run, same load: ``wrk`` (one thread, ``--connections`` keep-alive connections,
+a warm-up, then ``--seconds`` measured with ``--latency``) POSTs one fixed ride, one row per
+request, to each server in turn, never both at once:
+
+- ours, synchronous: ``POST /v1/predictions`` of ``ridestream gateway`` (one uvicorn process);
+- ours, opted in: the same with ``"enhanced": true`` — the ride is also published to Kafka (topics
+  under a prefix of this run's own, dropped afterwards) and each answer waits for the broker's ack;
+- theirs: ``POST /invocations`` of ``mlflow models serve --env-manager local --workers 1`` with the
+  same registered ``ride-duration-simple@champion``. It has no feature function, so it is sent the
+  model's own feature row (built here once by ``build_features``): it does less work per request
+  than the gateway, which validates a raw ride and builds its features on every request.
+
+Both answers are checked to agree before any load. Also measured: ``GET /healthz`` of the gateway
+(what the web stack alone costs per request, the ceiling of any endpoint in that process), the CPU
+time each server's process tree spends per request (steadier than requests/s on a shared machine),
+and where our synchronous path spends its time, stage by stage, in this process.
+
+    python -m bench.gateway [--seconds 20] [--connections 8] [--skip-mlflow] [--skip-enhanced] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from bench.common import broker_for, machine, write_results
+from ridestream.features import FEATURES, RIDE_COLUMNS, build_features
+from ridestream.kafka.clients import make_admin
+from ridestream.kafka.topics import create_project_topics, delete_topics
+from ridestream.models import AliasedModel
+from ridestream.registry import CHAMPION, MODEL_NAMES
+from ridestream.settings import Settings
+from ridestream.tracking import mlflow_client
+
+MODEL = MODEL_NAMES["simple"]
+RIDE: dict[str, Any] = {
+    "pickup_zone": 74,
+    "dropoff_zone": 236,
+    "trip_distance": 2.4,
+    "pickup_time": "2023-02-01T08:30:00",
+    "passenger_count": 1,
+    "payment_type": 1,
+}
+TARGET_THROUGHPUT_RATIO = 10.0  # ours / mlflow requests/s, at least
+TARGET_P99_RATIO = 0.1  # ours / mlflow p99, at most
+START_TIMEOUT_S = 180.0  # both servers load the model from the registry before answering
+WRK_TIMEOUT = "10s"  # wrk's default (2 s) would count slow answers as errors, hiding the tail
+SAMPLES = 5  # opted-in answers read back one by one after the run
+
+_BIN = Path(sys.executable).parent
+_DURATION = re.compile(r"^([\d.]+)(us|ms|s|m)$")
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+# -- servers ----------------------------------------------------------------------------------------
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(
+    name: str, command: list[str], env: dict[str, str], ready_url: str, logs: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server until the block ends; yield it once ``ready_url`` answers 200."""
+    log = logs / f"{name}.log"
+    with log.open("wb") as out:
+        # A session of its own: mlflow forks uvicorn, and stopping must reach the whole group.
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited ({process.returncode}):\n{_tail(log)}")
+            try:
+                if httpx.get(ready_url, timeout=2.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{name} did not answer within {START_TIMEOUT_S} s:\n{_tail(log)}"
+                )
+            time.sleep(0.5)
+        yield process
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, SIGKILL it when it lingers; always reap it."""
+    for sig, wait_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    process.wait()
+
+
+def answer(response: httpx.Response, ok: tuple[int, ...] = (200,)) -> Any:
+    """A server's JSON answer; anything else stops the benchmark before it measures errors."""
+    if response.status_code not in ok:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url} answered "
+            f"{response.status_code}: {response.text[:500]}"
+        )
+    return response.json()
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (from /proc: mlflow serves from a child process)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process tree so far."""
+    ticks = 0
+    for member in tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# -- load -------------------------------------------------------------------------------------------
+def lua_script(method: str, body: dict[str, Any] | None, folder: Path) -> Path:
+    """A wrk script sending one fixed request (a level-1 long string: JSON may hold ``]]``)."""
+    path = folder / f"wrk-{time.monotonic_ns()}.lua"
+    lines = [f'wrk.method = "{method}"']
+    if body is not None:
+        lines += [
+            'wrk.headers["Content-Type"] = "application/json"',
+            f"wrk.body = [=[{json.dumps(body)}]=]",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ms(text: str) -> float:
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match[1]) * _UNIT_MS[match[2]]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """Requests/s, the latency percentiles and the errors of wrk's ``--latency`` report."""
+    percentiles = {
+        f"p{q}_ms": round(_ms(value), 3)
+        for q, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, re.MULTILINE)
+    }
+    requests = re.search(r"(\d+) requests in ([\d.]+\w+),", output)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if requests is None or rps is None or len(percentiles) != 4:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return {
+        "requests": int(requests[1]),
+        "seconds": round(_ms(requests[2]) / 1000, 2),
+        "requests_per_s": float(rps[1]),
+        **percentiles,
+        "non_2xx": int(non_2xx[1]) if non_2xx else 0,
+        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
+    }
+
+
+def load(
+    url: str,
+    script: Path,
+    args: argparse.Namespace,
+    pid: int,
+) -> dict[str, Any]:
+    """A warm-up, then the measured wrk run, with the server tree's CPU time per request."""
+    base = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "--timeout", WRK_TIMEOUT]
+    base += ["-s", str(script)]
+    subprocess.run([*base, "-d", f"{args.warmup}s", url], capture_output=True, check=True)
+    load_before = os.getloadavg()[0]
+    cpu_before = cpu_seconds(pid)
+    done = subprocess.run(
+        [*base, "-d", f"{args.seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cpu = cpu_seconds(pid) - cpu_before
+    result = parse_wrk(done.stdout)
+    result["server_cpu_ms_per_request"] = round(cpu * 1000 / max(result["requests"], 1), 3)
+    result["server_cpu_cores_busy"] = round(cpu / result["seconds"], 2)
+    result["load_average_1m_before"] = round(load_before, 2)
+    print(
+        f"  {result['requests_per_s']:.0f} req/s, p50 {result['p50_ms']} ms, "
+        f"p99 {result['p99_ms']} ms, {result['server_cpu_ms_per_request']} CPU-ms/request",
+        flush=True,
+    )
+    return result
+
+
+# -- the sides --------------------------------------------------------------------------------------
+def bench_prefix(settings: Settings) -> Settings:
+    """Settings with every project topic under a new prefix of this run's own, topics created."""
+    prefix = f"{settings.topics.prefix}bench.gateway.{int(time.time() * 1000)}."
+    run = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"prefix": prefix})}
+    )
+    create_project_topics(run, make_admin(run))
+    return run
+
+
+def drop_bench_prefix(settings: Settings) -> None:
+    """Delete the topics of :func:`bench_prefix` (and nothing else: other prefixes are data)."""
+    prefix = settings.topics.prefix
+    if ".bench.gateway." not in f".{prefix}":
+        raise ValueError(f"not this benchmark's prefix: {prefix!r}")
+    admin = make_admin(settings)
+    names = [name for name in admin.list_topics(timeout=30).topics if name.startswith(prefix)]
+    if names:
+        delete_topics(admin, names)
+
+
+def enhanced_counts(metrics_text: str) -> dict[str, float]:
+    """``ridestream_gateway_enhanced_total`` per status from the gateway's /metrics."""
+    pattern = r'^ridestream_gateway_enhanced_total\{status="(\w+)"\}\s+([\d.e+]+)$'
+    return {
+        status: float(value) for status, value in re.findall(pattern, metrics_text, re.MULTILINE)
+    }
+
+
+def run_gateway(
+    settings: Settings, args: argparse.Namespace, logs: Path, with_enhanced: bool
+) -> dict[str, Any]:
+    """Our gateway: healthz (the stack alone), the synchronous path, then the opted-in path."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "RIDESTREAM_TOPICS__PREFIX": settings.topics.prefix}
+    command = [str(_BIN / "ridestream"), "gateway", "--port", str(port)]
+    results: dict[str, Any] = {"workers": 1, "server": "ridestream gateway (uvicorn, 1 process)"}
+    with server("gateway", command, env, f"{base}/healthz", logs) as process:
+        results["processes"] = len(tree(process.pid))
+        # 503 is an answer too (no broker: the opted-in run then reports "unavailable")
+        results["readyz"] = answer(httpx.get(f"{base}/readyz", timeout=10), ok=(200, 503))
+        results["answer"] = answer(httpx.post(f"{base}/v1/predictions", json=RIDE, timeout=10))
+        print("gateway GET /healthz (the web stack alone) ...", flush=True)
+        results["healthz"] = load(
+            f"{base}/healthz", lua_script("GET", None, logs), args, process.pid
+        )
+        print("gateway POST /v1/predictions (synchronous) ...", flush=True)
+        results["sync"] = load(
+            f"{base}/v1/predictions", lua_script("POST", RIDE, logs), args, process.pid
+        )
+        if with_enhanced:
+            print("gateway POST /v1/predictions (enhanced: true) ...", flush=True)
+            opted_in = {**RIDE, "enhanced": True}
+            run = load(
+                f"{base}/v1/predictions", lua_script("POST", opted_in, logs), args, process.pid
+            )
+            statuses = [
+                httpx.post(f"{base}/v1/predictions", json=opted_in, timeout=10)
+                .json()
+                .get("enhanced", {})
+                .get("status")
+                for _ in range(SAMPLES)
+            ]
+            counts = enhanced_counts(httpx.get(f"{base}/metrics", timeout=10).text)
+            total = sum(counts.values())
+            run["sampled_statuses"] = statuses
+            run["enhanced_total_by_status"] = counts  # warm-up, run and samples
+            run["pending_share"] = round(counts.get("pending", 0.0) / total, 5) if total else 0.0
+            results["enhanced"] = run
+    return results
+
+
+def mlflow_row(settings: Settings) -> tuple[dict[str, Any], float]:
+    """The ride as the model's own one-row input, and the model's answer to it (in this process)."""
+    from mlflow.models import get_model_info
+
+    client = mlflow_client(settings.mlflow)
+    info = get_model_info(f"models:/{MODEL}@{CHAMPION}")
+    if info.signature is None:
+        raise RuntimeError(f"{MODEL}@{CHAMPION} was logged without a signature")
+    names = list(info.signature.inputs.input_names())
+    model = AliasedModel(client, MODEL, CHAMPION, settings.models).current
+    assert model is not None, "AliasedModel raises when the alias is missing"
+    features = build_features(ride_frame())
+    row = features[0, [FEATURES.index(name) for name in names]]
+    body = {"dataframe_split": {"columns": names, "data": [[float(v) for v in row]]}}
+    return body, float(model.predict(features)[0])
+
+
+def ride_frame() -> pd.DataFrame:
+    """The benchmark's ride as the one-row input of ``build_features`` (missing = None)."""
+    values = {**RIDE, "pickup_time": pd.Timestamp(RIDE["pickup_time"])}
+    return pd.DataFrame({name: [values.get(name)] for name in RIDE_COLUMNS})
+
+
+def run_mlflow(settings: Settings, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """``mlflow models serve`` of the same champion, one worker, under the same load."""
+    body, expected = mlflow_row(settings)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [
+        str(_BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@{CHAMPION}",
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        # mlflow starts its server as a bare `uvicorn` command: it must be found on PATH.
+        "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": settings.mlflow.resolved_tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.mlflow.resolved_tracking_uri,
+    }
+    results: dict[str, Any] = {
+        "workers": 1,
+        "server": "mlflow models serve --env-manager local --workers 1 (uvicorn)",
+        "request": body,
+    }
+    with server("mlflow", command, env, f"{base}/ping", logs) as process:
+        results["processes"] = len(tree(process.pid))
+        results["answer"] = answer(httpx.post(f"{base}/invocations", json=body, timeout=10))
+        predicted = float(results["answer"]["predictions"][0])
+        if abs(predicted - expected) > 1e-6:
+            raise RuntimeError(f"mlflow answers {predicted}, the model here {expected}")
+        print("mlflow models serve POST /invocations ...", flush=True)
+        results["sync"] = load(
+            f"{base}/invocations", lua_script("POST", body, logs), args, process.pid
+        )
+    return results
+
+
+# -- where our time goes ----------------------------------------------------------------------------
+def stage_costs(settings: Settings, rounds: int = 2000) -> dict[str, float]:
+    """µs per request of each stage of our synchronous path, alone in this process."""
+    from gateway.app import RideRequest, predict_duration
+
+    model = AliasedModel(mlflow_client(settings.mlflow), MODEL, CHAMPION, settings.models).current
+    assert model is not None, "AliasedModel raises when the alias is missing"
+    raw = json.dumps(RIDE).encode()
+    ride = RideRequest.model_validate_json(raw)
+    pickup = ride.pickup_time
+    assert pickup is not None
+    frame = ride_frame()
+    features = build_features(frame)
+
+    def timed(work: Callable[[], object]) -> float:
+        for _ in range(rounds // 10):  # warm caches (holiday table, zone table) first
+            work()
+        begin = time.perf_counter()
+        for _ in range(rounds):
+            work()
+        return round((time.perf_counter() - begin) / rounds * 1e6, 1)
+
+    return {
+        "parse_and_validate_us": timed(lambda: RideRequest.model_validate_json(raw)),
+        "one_row_dataframe_us": timed(ride_frame),
+        "build_features_us": timed(lambda: build_features(frame)),
+        "predict_us": timed(lambda: model.predict(features)),
+        "predict_duration_total_us": timed(lambda: predict_duration(model, ride, pickup)),
+    }
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    """Versions of what serves and what loads."""
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    names = ("mlflow", "fastapi", "uvicorn", "pydantic", "lightgbm", "pandas", "numpy")
+    return {
+        **{name: version(name) for name in names},
+        "wrk": (wrk.stdout or wrk.stderr).splitlines()[0],
+    }
+
+
+def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Ours against mlflow's, and whether the targets are met (error-free runs only)."""
+    throughput = ours["requests_per_s"] / theirs["requests_per_s"]
+    p99 = ours["p99_ms"] / theirs["p99_ms"]
+    clean = all(r["non_2xx"] == 0 and r["socket_errors"] == 0 for r in (ours, theirs))
+    return {
+        "throughput_ratio": round(throughput, 3),
+        "p99_ratio": round(p99, 4),
+        "cpu_per_request_ratio": round(
+            ours["server_cpu_ms_per_request"] / theirs["server_cpu_ms_per_request"], 3
+        ),
+        "target_throughput_ratio": TARGET_THROUGHPUT_RATIO,
+        "target_p99_ratio": TARGET_P99_RATIO,
+        "meets_throughput_target": clean and throughput >= TARGET_THROUGHPUT_RATIO,
+        "meets_p99_target": clean and p99 <= TARGET_P99_RATIO,
+        "error_free": clean,
+    }
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """One line per measured endpoint."""
+    rows = [
+        ("gateway GET /healthz", results["gateway"]["healthz"]),
+        ("gateway sync", results["gateway"]["sync"]),
+    ]
+    if "enhanced" in results["gateway"]:
+        rows.append(("gateway enhanced", results["gateway"]["enhanced"]))
+    if "mlflow" in results:
+        rows.append(("mlflow models serve", results["mlflow"]["sync"]))
+    print(f"{'':22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU-ms/req':>11} {'errors':>7}")
+    for name, r in rows:
+        errors = r["non_2xx"] + r["socket_errors"]
+        print(
+            f"{name:22} {r['requests_per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+            f"{r['server_cpu_ms_per_request']:11.3f} {errors:7d}"
+        )
+    if "comparison" in results:
+        c = results["comparison"]
+        print(
+            f"throughput ours/mlflow {c['throughput_ratio']:.2f} (target >= {TARGET_THROUGHPUT_RATIO:g}: "
+            f"{'met' if c['meets_throughput_target'] else 'missed'}); p99 ours/mlflow "
+            f"{c['p99_ratio']:.3f} (target <= {TARGET_P99_RATIO:g}: "
+            f"{'met' if c['meets_p99_target'] else 'missed'})"
+        )
+    if "enhanced" in results["gateway"]:
+        e = results["gateway"]["enhanced"]
+        print(f"opted in: pending share {e['pending_share']:.4f}, samples {e['sampled_statuses']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=20, help="measured seconds per endpoint")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds before each")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--skip-mlflow", action="store_true", help="measure the gateway only")
+    parser.add_argument("--skip-enhanced", action="store_true", help="no Kafka, no opted-in run")
+    parser.add_argument("--quick", action="store_true", help="5 s runs after 1 s of warm-up")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup = 5, 1
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench.gateway needs wrk: apt-get install wrk (scripts/system-deps.sh)")
+
+    settings = Settings()
+    with_enhanced = not args.skip_enhanced
+    if with_enhanced:
+        broker_for(settings)
+        settings = bench_prefix(settings)
+    results: dict[str, Any] = {
+        "benchmark": "gateway",
+        "command": "python -m bench.gateway " + " ".join(sys.argv[1:]),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "versions": versions(),
+        "load": {
+            "generator": "wrk",
+            "threads": args.threads,
+            "connections": args.connections,
+            "warmup_s": args.warmup,
+            "seconds": args.seconds,
+            "timeout": WRK_TIMEOUT,
+            "ride": RIDE,
+        },
+    }
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-gateway-") as folder:
+            results["gateway"] = run_gateway(settings, args, Path(folder), with_enhanced)
+            if not args.skip_mlflow:
+                results["mlflow"] = run_mlflow(settings, args, Path(folder))
+    finally:
+        if with_enhanced:
+            drop_bench_prefix(settings)
+    if "mlflow" in results:
+        results["comparison"] = ratios(results["gateway"]["sync"], results["mlflow"]["sync"])
+        ours = results["gateway"]["answer"]["duration_minutes"]  # rounded to 3 decimals
+        results["comparison"]["same_prediction"] = (
+            abs(ours - results["mlflow"]["answer"]["predictions"][0]) < 1e-3
+        )
+    results["our_stage_costs_us"] = stage_costs(settings)
+    path = write_results("gateway", results)
+    print_table(results)
+    print(f"results in {path}")
+
+
+if __name__ == "__main__":
+    main()
