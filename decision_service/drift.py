@@ -82,11 +82,11 @@ class DriftMonitor:
                 logger.exception("could not load the reference profile; drift is not watched yet")
         return self._profile
 
-    def add(self, rides: list[dict[str, Any]]) -> None:
-        """Add the features of decoded, valid RideStarted records to the window."""
-        if not rides or not self.config.enabled:
+    def add(self, rides: pd.DataFrame) -> None:
+        """Add the features of a frame of decoded, valid RideStarted events to the window."""
+        if rides.empty or not self.config.enabled:
             return
-        features = build_features(pd.DataFrame(rides))
+        features = build_features(rides)
         size = len(self._window)
         features = features[-size:]
         rows = (self._next + np.arange(len(features))) % size

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from confluent_kafka import (
@@ -43,13 +43,15 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # no __all__ there
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from decision_service.drift import DriftMonitor
 from decision_service.evaluation import OnlineEvaluator
 from decision_service.policy import Estimate, decide
 from ridestream import dlq
+from ridestream.batches import BatchReader
 from ridestream.events import TARGETS, Decision, Prediction, RideCompleted, RideStarted
-from ridestream.exceptions import DecodeError, RidestreamError, SchemaRegistryUnavailableError
+from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.kafka.clients import (
     consumer_config,
     make_admin,
@@ -58,22 +60,43 @@ from ridestream.kafka.clients import (
 )
 from ridestream.metrics import DecisionMetrics, serve
 from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
-from ridestream.serde import Serde, SingleObjectSerde, make_serde
+from ridestream.serde import SingleObjectSerde, make_serde
 from ridestream.settings import KafkaConfigValue, Settings
 from ridestream.store import (
     DecisionStore,
     StoredPrediction,
+    epoch_ms,
     instant,
     now_ms,
-    to_ms,
     wall_clock,
 )
-from ridestream.validation import find_problems
 
 logger = logging.getLogger(__name__)
 
-INVALID_VALUE = "invalid_value"
 CLAIM_HEADER = "ridestream.publish.claim"
+
+
+_TRANSIENT_CODES = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
+
+
+def _transient(exc: BaseException) -> bool:
+    """A Kafka error that a moment's wait cures (a leader election, a broker coming back)."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return bool(error.retriable() or error.code() in _TRANSIENT_CODES)
+
+
+def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for the store from columns (pandas turns numpy scalars into Python ones)."""
+    return cast(list[dict[str, Any]], pd.DataFrame(columns).to_dict("records"))
 
 
 def group_id(settings: Settings) -> str:
@@ -100,7 +123,7 @@ class _Decoded:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)  # of each prediction
     completions: list[dict[str, Any]] = field(default_factory=list)
-    started: list[dict[str, Any]] = field(default_factory=list)
+    started: pd.DataFrame = field(default_factory=pd.DataFrame)
     dead: list[dlq.DeadLetter] = field(default_factory=list)
 
 
@@ -130,9 +153,9 @@ class DecisionService:
         self.metrics = metrics or DecisionMetrics()
         self.evaluator = evaluator or OnlineEvaluator(settings, self.store, self.metrics)
         self.drift = drift or DriftMonitor(settings, self.store, self.metrics)
-        self.prediction_serde = SingleObjectSerde(PREDICTION)
-        self.completed_serde: Serde = make_serde(RIDE_COMPLETED, settings)
-        self.started_serde: Serde = make_serde(RIDE_STARTED, settings)
+        self.prediction_reader = BatchReader(Prediction, SingleObjectSerde(PREDICTION))
+        self.completed_reader = BatchReader(RideCompleted, make_serde(RIDE_COMPLETED, settings))
+        self.started_reader = BatchReader(RideStarted, make_serde(RIDE_STARTED, settings))
         self.decision_serde = SingleObjectSerde(DECISION)
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -368,6 +391,13 @@ class DecisionService:
             except BufferError:
                 self.producer.poll(0.1)
 
+    @retry(
+        # A leader being elected (a new topic, a broker restart) is a moment, not a failure.
+        retry=retry_if_exception(lambda exc: _transient(exc)),
+        stop=stop_after_delay(60),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        reraise=True,
+    )
     def _end_offsets(self) -> dict[int, int]:
         """The decisions topic's end offset per partition, in one admin request."""
         admin = make_admin(self.settings)
@@ -390,81 +420,54 @@ class DecisionService:
 
     # -- decoding -------------------------------------------------------------------------------
     def _decode(self, messages: list[Message]) -> _Decoded:
-        decoded = _Decoded()
-        raw: dict[str, tuple[list[dict[str, Any]], list[Message]]] = {
-            self.predictions_topic: ([], []),
-            self.completed_topic: ([], []),
-            self.started_topic: ([], []),
-        }
-        serdes: dict[str, Serde] = {
-            self.predictions_topic: self.prediction_serde,
-            self.completed_topic: self.completed_serde,
-            self.started_topic: self.started_serde,
+        """Each topic's messages as a validated frame (column by column where possible), then the
+        store's rows; what breaks a contract becomes a dead letter (not rides.started's: the
+        predictors dead-letter bad rides, here they only stay out of the drift window)."""
+        by_topic: dict[str, list[Message]] = {
+            self.predictions_topic: [],
+            self.completed_topic: [],
+            self.started_topic: [],
         }
         for msg in messages:
-            topic = msg.topic() or ""
-            try:
-                record = serdes[topic].decode(msg.value() or b"", topic)
-            except DecodeError as exc:
-                if topic != self.started_topic:  # bad rides are the predictors' dead letters
-                    decoded.dead.append(dlq.DeadLetter(msg, exc.kind, str(exc)))
-                continue
-            raw[topic][0].append(record)
-            raw[topic][1].append(msg)
+            by_topic[msg.topic() or ""].append(msg)
+        decoded = _Decoded()
         received = now_ms()
-        for record, msg in self._valid(Prediction, *raw[self.predictions_topic], decoded.dead):
-            decoded.predictions.append(
+        predictions = self.prediction_reader.read(by_topic[self.predictions_topic])
+        completions = self.completed_reader.read(by_topic[self.completed_topic])
+        decoded.dead = predictions.dead + completions.dead
+        frame = predictions.frame
+        if not frame.empty:
+            decoded.predictions = _records(
                 {
-                    "ride_id": record["ride_id"],
-                    "target": record["target"],
-                    "model_name": record["model_name"],
-                    "model_version": record["model_version"],
-                    "role": record["role"],
-                    "value": record["value"],
-                    "source_event_time_ms": to_ms(record["source_event_time"]),
-                    "pickup_time_ms": to_ms(record["pickup_time"]),
-                    "predicted_at_ms": to_ms(record["predicted_at"]),
+                    "ride_id": frame["ride_id"],
+                    "target": frame["target"],
+                    "model_name": frame["model_name"],
+                    "model_version": frame["model_version"],
+                    "role": frame["role"],
+                    "value": frame["value"].astype(float),
+                    "source_event_time_ms": epoch_ms(frame["source_event_time"]),
+                    "pickup_time_ms": epoch_ms(frame["pickup_time"]),
+                    "predicted_at_ms": epoch_ms(frame["predicted_at"]),
                     "stored_at_ms": received,
                 }
             )
-            decoded.partitions.append(msg.partition() or 0)
-        for record, _ in self._valid(RideCompleted, *raw[self.completed_topic], decoded.dead):
-            decoded.completions.append(
+            decoded.partitions = [msg.partition() or 0 for msg in predictions.messages]
+        frame = completions.frame
+        if not frame.empty:
+            decoded.completions = _records(
                 {
-                    "ride_id": record["ride_id"],
-                    "duration": record["duration_minutes"],
-                    "cost": record["total_amount"] - record["tip_amount"],
-                    "tip": record["tip_amount"],
-                    "dropoff_time_ms": to_ms(record["dropoff_time"]),
-                    "event_time_ms": to_ms(record["event_time"]),
+                    "ride_id": frame["ride_id"],
+                    "duration": frame["duration_minutes"].astype(float),
+                    "cost": (frame["total_amount"] - frame["tip_amount"]).astype(float),
+                    "tip": frame["tip_amount"].astype(float),
+                    "dropoff_time_ms": epoch_ms(frame["dropoff_time"]),
+                    "event_time_ms": epoch_ms(frame["event_time"]),
                     "stored_at_ms": received,
                 }
             )
-        for record, _ in self._valid(RideStarted, *raw[self.started_topic], None):
-            decoded.started.append(record)
+        if self.config.drift.enabled:
+            decoded.started = self.started_reader.read(by_topic[self.started_topic]).frame
         return decoded
-
-    @staticmethod
-    def _valid(
-        model: type[Any],
-        records: list[dict[str, Any]],
-        messages: list[Message],
-        dead: list[dlq.DeadLetter] | None,
-    ) -> list[tuple[dict[str, Any], Message]]:
-        """The records that keep their contract; the others become dead letters (if ``dead``)."""
-        if not records:
-            return []
-        problems = {p.row: p for p in find_problems(model, pd.DataFrame(records))}
-        if dead is not None:
-            dead += [
-                dlq.DeadLetter(messages[row], INVALID_VALUE, f"{p.field}: {p.reason}")
-                for row, p in problems.items()
-            ]
-        return [
-            (record, msg)
-            for row, (record, msg) in enumerate(zip(records, messages, strict=True))
-            if row not in problems
-        ]
 
     # -- metrics --------------------------------------------------------------------------------
     def _observe(

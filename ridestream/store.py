@@ -171,6 +171,15 @@ def to_ms(value: datetime) -> int:
     return round(value.timestamp() * 1000)
 
 
+def epoch_ms(column: Any) -> np.ndarray:
+    """Epoch milliseconds of a column of datetimes, as :func:`to_ms` does for one."""
+    times = pd.to_datetime(pd.Series(column))
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    # Whole milliseconds first, whatever unit pandas chose, then their integer count.
+    return np.asarray(times.dt.round("ms").astype("datetime64[ms]").astype(np.int64))
+
+
 def instant(ms: int) -> datetime:
     """A UTC instant from epoch milliseconds."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
