@@ -29,8 +29,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -95,8 +96,14 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for the store from columns (pandas turns numpy scalars into Python ones)."""
-    return cast(list[dict[str, Any]], pd.DataFrame(columns).to_dict("records"))
+    """Rows for the store from equally long columns (or constants), as Python values."""
+    length = max(len(v) for v in columns.values() if not np.isscalar(v))
+    lists = [
+        [value] * length if np.isscalar(value) else np.asarray(value).tolist()
+        for value in columns.values()
+    ]
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
 
 
 def group_id(settings: Settings) -> str:

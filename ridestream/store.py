@@ -173,7 +173,9 @@ def to_ms(value: datetime) -> int:
 
 def epoch_ms(column: Any) -> np.ndarray:
     """Epoch milliseconds of a column of datetimes, as :func:`to_ms` does for one."""
-    times = pd.to_datetime(pd.Series(column))
+    times = column if isinstance(column, pd.Series) else pd.Series(column)
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        times = pd.to_datetime(times)
     if times.dt.tz is not None:
         times = times.dt.tz_convert("UTC").dt.tz_localize(None)
     # Whole milliseconds first, whatever unit pandas chose, then their integer count.
