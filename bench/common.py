@@ -13,7 +13,7 @@ from typing import Any
 
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.local import LocalKafka
-from ridestream.kafka.topics import create_topics, delete_topics
+from ridestream.kafka.topics import create_project_topics, create_topics, delete_topics
 from ridestream.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,6 +38,31 @@ def fresh_topic(settings: Settings, name: str, partitions: int = 6) -> str:
 def drop_topic(settings: Settings, topic: str) -> None:
     """Delete a measurement topic so benchmarks leave no disk behind."""
     delete_topics(make_admin(settings), [topic])
+
+
+def fresh_prefix(settings: Settings, name: str) -> Settings:
+    """Settings whose every project topic is new and empty: a prefix of their own, topics made.
+
+    For benchmarks that run whole services (a predictor reads and writes the project's topics by
+    role); other data on the cluster is never touched.
+    """
+    prefix = f"{settings.topics.prefix}bench.{name}.{int(time.time() * 1000)}."
+    run = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"prefix": prefix})}
+    )
+    create_project_topics(run, make_admin(run))
+    return run
+
+
+def drop_prefix(settings: Settings) -> None:
+    """Delete every topic under a benchmark's prefix (see :func:`fresh_prefix`)."""
+    prefix = settings.topics.prefix
+    if ".bench." not in f".{prefix}":  # never a prefix this module did not make: that is real data
+        raise ValueError(f"not a benchmark prefix: {prefix!r}")
+    admin = make_admin(settings)
+    names = [name for name in admin.list_topics(timeout=30).topics if name.startswith(prefix)]
+    if names:
+        delete_topics(admin, names)
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -99,6 +99,7 @@ def steady_decisions(
         "RIDESTREAM_TOPICS__PREFIX": run.topics.prefix,
         "RIDESTREAM_MODELS__BACKEND": backend,
         "RIDESTREAM_DECISIONS__STORE_URL": store_url,
+        "RIDESTREAM_PREDICTOR__SHADOW": "false",  # the champions, as the issue measures them
         "RIDESTREAM_LOG_LEVEL": "WARNING",
         "OMP_WAIT_POLICY": "PASSIVE",  # LightGBM's OpenMP threads must not spin on shared cores
     }

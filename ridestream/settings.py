@@ -108,6 +108,11 @@ class PredictorSettings(BaseModel):
         description="Stable per replica (e.g. an ordinal) so a restart fences its predecessor at once.",
     )
     statistics_interval_ms: int = Field(default=5000, ge=0)
+    shadow: bool = Field(
+        default=True,
+        description="Also predict with @challenger when it exists (off: champion only, "
+        "for capacity or a benchmark of the champions).",
+    )
 
 
 class PolicySettings(BaseModel):

@@ -298,7 +298,7 @@ def test_decode_keeps_input_order_when_both_decoders_have_rows() -> None:
         Message(topic="t", value=value, key=b"k", partition=0, offset=offset)
         for offset, value in enumerate(payloads)
     ]
-    frame, dead = Predictor.validate(predictor.decode(messages))
+    frame, dead = predictor.validate(predictor.decode(messages))
     assert frame["ride_id"].tolist() == ["fast-0", "slow", "fast-1"]
     assert [str(e) for e in frame["event_id"]][1] == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
     assert [letter.msg.offset() for letter in dead] == [2]

@@ -1,0 +1,147 @@
+"""What benchmarks of running services share: their processes, what they make visible to a
+``read_committed`` reader and when, their CPU time and memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer
+from confluent_kafka import KafkaError as KafkaErrorCode
+
+from ridestream.avro_columnar import ColumnarDecoder
+from ridestream.kafka.clients import consumer_config, producer_config, unique_group_id
+from ridestream.kafka.producer import ReliableProducer
+from ridestream.schemas import PREDICTION
+from ridestream.serde import SingleObjectSerde
+from ridestream.settings import Settings
+
+
+@contextmanager
+def stopped_at_exit(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """The process, sent SIGTERM on the way out (and killed if it will not stop in 60 s)."""
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class Follower:
+    """A read_committed reader of a predictions topic: when each prediction became visible."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        # A short fetch wait, so "received" is close to "became visible" (committed).
+        config = consumer_config(
+            settings, unique_group_id("bench-follow"), **{"fetch.wait.max.ms": 10}
+        )
+        self.consumer = Consumer(config)
+        self.consumer.subscribe([topic])
+        serde = SingleObjectSerde(PREDICTION)
+        self.decoder = ColumnarDecoder(serde.schema, serde.header)
+        self.count = 0
+        self.batches: list[tuple[float, float, np.ndarray, np.ndarray]] = []
+
+    def poll(self, timeout_s: float) -> int:
+        """Read what is visible now; returns how many predictions came."""
+        messages = self.consumer.consume(10_000, timeout_s)
+        if not messages:
+            return 0
+        wall, mono = time.time(), time.monotonic()
+        errors = [error for msg in messages if (error := msg.error()) is not None]
+        for error in errors:
+            # A topic made a moment ago may not be in the client's metadata yet: it will be.
+            if error.code() != KafkaErrorCode.UNKNOWN_TOPIC_OR_PART:
+                raise RuntimeError(f"reading predictions failed: {error}")
+        if errors:
+            messages = [msg for msg in messages if not msg.error()]
+            if not messages:
+                return 0
+        columns, ok = self.decoder.decode([msg.value() or b"" for msg in messages])
+        if not ok.all():
+            raise RuntimeError("a prediction did not decode")
+        if any(
+            role != "champion" for role in columns["role"]
+        ):  # one prediction per ride, or the counts lie
+            raise RuntimeError("a challenger's prediction: the benchmark measures the champion")
+        self.batches.append(
+            (wall, mono, _millis(columns["source_event_time"]), _millis(columns["predicted_at"]))
+        )
+        self.count += len(messages)
+        return len(messages)
+
+    def until(self, expected: int, deadline_s: float, alive: Callable[[], None]) -> None:
+        """Read until ``expected`` predictions were seen; ``alive()`` raises if the producer died."""
+        deadline = time.monotonic() + deadline_s
+        while self.count < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"only {self.count} of {expected} predictions after {deadline_s} s"
+                )
+            self.poll(0.005)
+            alive()
+
+    def rates(self, expected: int) -> dict[str, float]:
+        """rides/s between the first and the last visible batch, and by the predicted_at stamps."""
+        first_mono = self.batches[0][1]
+        last_mono = self.batches[-1][1]
+        stamped = np.concatenate([b[3] for b in self.batches])
+        span_ms = float(stamped.max() - stamped.min())
+        return {
+            "rides_per_s": round(
+                (expected - len(self.batches[0][2])) / (last_mono - first_mono), 1
+            ),
+            "rides_per_s_by_predicted_at": round((expected - 1) / (span_ms / 1000), 1)
+            if span_ms
+            else float("nan"),
+            "seconds": round(last_mono - first_mono, 3),
+        }
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _millis(column: Any) -> np.ndarray:
+    return pd.Series(column).dt.tz_localize(None).to_numpy(dtype="datetime64[ms]").view(np.int64)
+
+
+def alive_check(process: subprocess.Popen[bytes], what: str, log: Path) -> Callable[[], None]:
+    """A check that raises, with the end of its log, once the process has exited."""
+
+    def check() -> None:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{what} exited with {process.returncode}; its log ends:\n{tail}")
+
+    return check
+
+
+def prefill(settings: Settings, payloads: list[bytes], keys: list[str]) -> None:
+    """The payloads onto the run's started topic, acknowledged."""
+    with ReliableProducer(producer_config(settings)) as producer:
+        producer.produce_many(settings.topics.full("started"), payloads, keys)
