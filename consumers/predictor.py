@@ -46,7 +46,7 @@ from ridestream.batches import BatchReader, Decoded
 from ridestream.events import RideStarted, utc_now
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.features import build_features
-from ridestream.kafka.clients import consumer_config, producer_config
+from ridestream.kafka.clients import consumer_config, next_batch, producer_config
 from ridestream.metrics import PredictorMetrics, serve
 from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
@@ -177,7 +177,9 @@ class Predictor:
         )
         try:
             while not stop.is_set():
-                messages = self._next_batch(consumer)
+                messages = next_batch(
+                    consumer, self.config.batch_max_messages, self.config.batch_max_wait_s
+                )
                 if not messages:
                     continue
                 try:
@@ -197,24 +199,6 @@ class Predictor:
             consumer.close()
             producer.flush(10)
             logger.info("predictor target=%s stopped", self.target)
-
-    def _next_batch(self, consumer: Consumer) -> list[Message]:
-        """Up to a batch of what has arrived; waits (``batch_max_wait_s`` at most) only when
-        nothing has.
-
-        ``consume(n, timeout)`` waits out its timeout unless ``n`` messages come: at a steady
-        2,000 rides/s every ride would wait for the batch to fill (~100 ms) on top of the commit.
-        Taking what is there instead sizes batches by the load: full under a backlog, small at low
-        rates, where a ride waits at most for the batch in flight.
-        """
-        size = self.config.batch_max_messages
-        messages: list[Message] = consumer.consume(size, 0)
-        if messages:
-            return messages
-        first = consumer.poll(self.config.batch_max_wait_s)
-        if first is None:
-            return []
-        return [first, *consumer.consume(size - 1, 0)] if size > 1 else [first]
 
     def _abort_and_rewind(self, exc: Exception) -> None:
         error = exc.args[0] if isinstance(exc, KafkaException) else None

@@ -56,6 +56,7 @@ from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableErro
 from ridestream.kafka.clients import (
     consumer_config,
     make_admin,
+    next_batch,
     producer_config,
     unique_group_id,
 )
@@ -216,8 +217,8 @@ class DecisionService:
         )
         try:
             while not stop.is_set():
-                messages = consumer.consume(
-                    self.config.batch_max_messages, self.config.batch_max_wait_s
+                messages = next_batch(
+                    consumer, self.config.batch_max_messages, self.config.batch_max_wait_s
                 )
                 try:
                     outcome = self.process(messages)
