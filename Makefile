@@ -36,6 +36,7 @@ test: setup ## Run the whole test suite against a real Kafka broker
 bench: setup ## Run the benchmarks; results land in bench/results/
 	$(BIN)/python -m bench.publish
 	$(BIN)/python -m bench.stream
+	$(BIN)/python -m bench.decisions
 	$(BIN)/python -m bench.gateway
 
 lint: setup ## ruff (lint + format check) and mypy
