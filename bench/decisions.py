@@ -36,6 +36,7 @@ import numpy as np
 from sqlalchemy import select
 
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, percentile, write_results
+from bench.harness import cpu_seconds, stopped_at_exit
 from producers.replay import replay
 from ridestream.events import TARGETS
 from ridestream.settings import Settings
@@ -56,21 +57,8 @@ def service(
     """A ridestream process, stopped with SIGTERM (then SIGKILL) when the block ends."""
     with log.open("ab") as out:
         process = subprocess.Popen([_ridestream(), *command], env=env, stdout=out, stderr=out)
-        try:
+        with stopped_at_exit(process):
             yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _decided(store: DecisionStore) -> list[tuple[str, int, int, bool]]:

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaException,
     Message,
@@ -46,7 +45,12 @@ from ridestream.batches import BatchReader, Decoded
 from ridestream.events import RideStarted, utc_now
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.features import build_features
-from ridestream.kafka.clients import consumer_config, next_batch, producer_config
+from ridestream.kafka.clients import (
+    consumer_config,
+    next_batch,
+    producer_config,
+    rewind_to_committed,
+)
 from ridestream.metrics import PredictorMetrics, serve
 from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
@@ -217,15 +221,7 @@ class Predictor:
                     f"fatal Kafka error while aborting: {abort_error}"
                 ) from abort_error
             logger.warning("abort failed: %s", abort_error)
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return
-        for partition in self.consumer.committed(assignment, 30):
-            if (
-                partition.offset < 0
-            ):  # nothing committed yet: from the start, as auto.offset.reset says
-                partition.offset = OFFSET_BEGINNING
-            self.consumer.seek(partition)
+        rewind_to_committed(self.consumer)
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, messages: list[Message]) -> BatchOutcome:

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -58,6 +57,7 @@ from ridestream.kafka.clients import (
     make_admin,
     next_batch,
     producer_config,
+    rewind_to_committed,
     unique_group_id,
 )
 from ridestream.metrics import DecisionMetrics, serve
@@ -256,12 +256,7 @@ class DecisionService:
             if abort_error.args[0].fatal():
                 raise RidestreamError(f"fatal Kafka error while aborting: {abort_error}") from exc
             logger.debug("nothing to abort: %s", abort_error)
-        assignment = self.consumer.assignment()
-        if assignment:
-            for partition in self.consumer.committed(assignment, 30):
-                if partition.offset < 0:
-                    partition.offset = OFFSET_BEGINNING
-                self.consumer.seek(partition)
+        rewind_to_committed(self.consumer)
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, messages: list[Message]) -> BatchOutcome:

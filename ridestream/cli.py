@@ -396,6 +396,16 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _service_settings(group: str, **options: object) -> Settings:
+    """The settings with a service group's command-line options (those given) applied."""
+    settings = _settings()
+    updates = {name: value for name, value in options.items() if value is not None}
+    if not updates:
+        return settings
+    section = getattr(settings, group)
+    return settings.model_copy(update={group: section.model_copy(update=updates)})
+
+
 @app.command()
 def predict(
     target: Annotated[str, typer.Option(help="duration, cost or tip.")],
@@ -409,16 +419,7 @@ def predict(
     """Run one target's exactly-once predictor until SIGTERM/SIGINT."""
     from consumers.predictor import Predictor
 
-    settings = _settings()
-    updates: dict[str, object] = {}
-    if instance_id is not None:
-        updates["instance_id"] = instance_id
-    if metrics_port is not None:
-        updates["metrics_port"] = metrics_port
-    if updates:
-        settings = settings.model_copy(
-            update={"predictor": settings.predictor.model_copy(update=updates)}
-        )
+    settings = _service_settings("predictor", instance_id=instance_id, metrics_port=metrics_port)
     Predictor(settings, target).run(_stop_on_signals())
 
 
@@ -434,16 +435,7 @@ def decide(
     """Run the decision service until SIGTERM/SIGINT: join, decide, store, evaluate, watch drift."""
     from decision_service.service import DecisionService
 
-    settings = _settings()
-    updates: dict[str, object] = {}
-    if instance_id is not None:
-        updates["instance_id"] = instance_id
-    if metrics_port is not None:
-        updates["metrics_port"] = metrics_port
-    if updates:
-        settings = settings.model_copy(
-            update={"decisions": settings.decisions.model_copy(update=updates)}
-        )
+    settings = _service_settings("decisions", instance_id=instance_id, metrics_port=metrics_port)
     service = DecisionService(settings)
     try:
         service.run(_stop_on_signals())

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message
 from confluent_kafka import KafkaError as KafkaErrorCode
 from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
@@ -96,6 +96,19 @@ def cluster_metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
 def unique_group_id(prefix: str) -> str:
     """A consumer group id nobody else uses, for one-off readers such as ``tail``."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def rewind_to_committed(consumer: Consumer) -> None:
+    """Seek every assigned partition back to its committed offset (after an aborted transaction:
+    its batch is read again). A partition with nothing committed starts over, as
+    ``auto.offset.reset=earliest`` would."""
+    assignment = consumer.assignment()
+    if not assignment:
+        return
+    for partition in consumer.committed(assignment, 30):
+        if partition.offset < 0:
+            partition.offset = OFFSET_BEGINNING
+        consumer.seek(partition)
 
 
 def next_batch(consumer: Consumer, max_messages: int, max_wait_s: float) -> list[Message]:
