@@ -43,6 +43,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     literal,
     select,
     update,
@@ -148,6 +149,16 @@ outbox = Table(
     Column("instance", String(200), primary_key=True),
     Column("token", String(64), nullable=False),
     Column("start_offsets", Text, nullable=False),  # JSON {partition: offset} of rides.decisions
+)
+
+# The layout of the tables above; a store written by another layout is refused with a clear
+# error rather than half-read (there are no migrations yet: a new layout means a new store).
+SCHEMA_VERSION = 1
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
 )
 
 retrains = Table(
@@ -268,9 +279,32 @@ class DecisionStore:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            metadata.create_all(self.engine)
+            self._create_or_check()
+        except StoreError:
+            raise
         except Exception as exc:  # the driver's own error types vary by database
             raise StoreError(f"cannot open the decision store: {exc}") from exc
+
+    def _create_or_check(self) -> None:
+        """Create the tables of a new store; refuse one written by another layout."""
+        where = self.engine.url.render_as_string(hide_password=True)
+        with self.engine.begin() as conn:
+            existing = set(inspect(conn).get_table_names())
+            if existing & {t.name for t in metadata.sorted_tables}:
+                version = (
+                    conn.scalar(select(store_meta.c.value).where(store_meta.c.key == "schema"))
+                    if "store_meta" in existing
+                    else None
+                )
+                if version != str(SCHEMA_VERSION):
+                    raise StoreError(
+                        f"the decision store at {where} has table layout {version or 'unknown'}, "
+                        f"this ridestream needs {SCHEMA_VERSION}: point "
+                        "RIDESTREAM_DECISIONS__STORE_URL at a new store (or move the old one aside)"
+                    )
+            metadata.create_all(conn)
+            if "store_meta" not in existing:
+                conn.execute(store_meta.insert().values(key="schema", value=str(SCHEMA_VERSION)))
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -199,3 +199,15 @@ def test_the_retraining_cooldown_is_remembered(store: DecisionStore) -> None:
 def test_an_unsupported_database_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="unsupported store 'mysql'"):
         DecisionStore("mysql://u:p@127.0.0.1/db")
+
+
+def test_a_store_of_another_table_layout_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # what an earlier layout left: tables, no layout version
+        old.execute("CREATE TABLE rides (ride_id TEXT PRIMARY KEY)")
+    with pytest.raises(StoreError, match="has table layout unknown, this ridestream needs 1"):
+        DecisionStore(f"sqlite:///{path}")
+    DecisionStore(f"sqlite:///{tmp_path / 'new.db'}").close()
+    DecisionStore(f"sqlite:///{tmp_path / 'new.db'}").close()  # and reopening a current one works
