@@ -116,6 +116,8 @@ while time.monotonic() < deadline and min(len(s) for s in seen.values()) < rides
         if msg.error() or not msg.key().decode().startswith(run + "0"):  # replayed, not gateway rides
             continue
         p = serde.decode(msg.value())
+        if p["role"] != "champion":  # challengers shadow the champions: counted once, shown never
+            continue
         seen[p["target"]].add(p["ride_id"])
         examples.setdefault(p["ride_id"], {})[p["target"]] = (p["value"], p["model_version"])
 consumer.close()
@@ -125,7 +127,7 @@ complete = [rid for rid, e in examples.items() if len(e) == 3][:5]
 for rid in complete:
     e = examples[rid]
     print(f"  {rid}: duration {e['duration'][0]:5.1f} min, cost ${e['cost'][0]:6.2f}, tip ${e['tip'][0]:5.2f}"
-          f"  (model versions {e['duration'][1]}/{e['cost'][1]}/{e['tip'][1]})")
+          f"  (champion versions {e['duration'][1]}/{e['cost'][1]}/{e['tip'][1]})")
 PY
 
 step "waiting for every replayed ride's decision and ground truth"
