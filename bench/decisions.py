@@ -36,7 +36,7 @@ import numpy as np
 from sqlalchemy import select
 
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, percentile, write_results
-from bench.harness import cpu_seconds, stopped_at_exit
+from bench.harness import cpu_seconds, ridestream_command, stopped_at_exit
 from producers.replay import replay
 from ridestream.events import TARGETS
 from ridestream.settings import Settings
@@ -46,17 +46,15 @@ from ridestream.tlc import month_file
 WARMUP_S = 10.0
 
 
-def _ridestream() -> str:
-    return str(Path(sys.executable).with_name("ridestream"))
-
-
 @contextmanager
 def service(
     command: list[str], env: dict[str, str], log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A ridestream process, stopped with SIGTERM (then SIGKILL) when the block ends."""
     with log.open("ab") as out:
-        process = subprocess.Popen([_ridestream(), *command], env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [ridestream_command(), *command], env=env, stdout=out, stderr=out
+        )
         with stopped_at_exit(process):
             yield process
 

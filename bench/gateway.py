@@ -42,10 +42,9 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from bench.common import broker_for, machine, write_results
+from bench.common import broker_for, drop_prefix, fresh_prefix, machine, write_results
+from bench.harness import cpu_seconds, tree
 from ridestream.features import FEATURES, RIDE_COLUMNS, build_features
-from ridestream.kafka.clients import make_admin
-from ridestream.kafka.topics import create_project_topics, delete_topics
 from ridestream.models import AliasedModel
 from ridestream.registry import CHAMPION, MODEL_NAMES
 from ridestream.settings import Settings
@@ -140,36 +139,6 @@ def _tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def tree(pid: int) -> list[int]:
-    """``pid`` and every process below it (from /proc: mlflow serves from a child process)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # gone meanwhile
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process tree so far."""
-    ticks = 0
-    for member in tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 # -- load -------------------------------------------------------------------------------------------
 def lua_script(method: str, body: dict[str, Any] | None, folder: Path) -> Path:
     """A wrk script sending one fixed request (a level-1 long string: JSON may hold ``]]``)."""
@@ -247,27 +216,6 @@ def load(
 
 
 # -- the sides --------------------------------------------------------------------------------------
-def bench_prefix(settings: Settings) -> Settings:
-    """Settings with every project topic under a new prefix of this run's own, topics created."""
-    prefix = f"{settings.topics.prefix}bench.gateway.{int(time.time() * 1000)}."
-    run = settings.model_copy(
-        update={"topics": settings.topics.model_copy(update={"prefix": prefix})}
-    )
-    create_project_topics(run, make_admin(run))
-    return run
-
-
-def drop_bench_prefix(settings: Settings) -> None:
-    """Delete the topics of :func:`bench_prefix` (and nothing else: other prefixes are data)."""
-    prefix = settings.topics.prefix
-    if ".bench.gateway." not in f".{prefix}":
-        raise ValueError(f"not this benchmark's prefix: {prefix!r}")
-    admin = make_admin(settings)
-    names = [name for name in admin.list_topics(timeout=30).topics if name.startswith(prefix)]
-    if names:
-        delete_topics(admin, names)
-
-
 def enhanced_counts(metrics_text: str) -> dict[str, float]:
     """``ridestream_gateway_enhanced_total`` per status from the gateway's /metrics."""
     pattern = r'^ridestream_gateway_enhanced_total\{status="(\w+)"\}\s+([\d.e+]+)$'
@@ -489,7 +437,7 @@ def main() -> None:
     with_enhanced = not args.skip_enhanced
     if with_enhanced:
         broker_for(settings)
-        settings = bench_prefix(settings)
+        settings = fresh_prefix(settings, "gateway")
     results: dict[str, Any] = {
         "benchmark": "gateway",
         "command": "python -m bench.gateway " + " ".join(sys.argv[1:]),
@@ -513,7 +461,7 @@ def main() -> None:
                 results["mlflow"] = run_mlflow(settings, args, Path(folder))
     finally:
         if with_enhanced:
-            drop_bench_prefix(settings)
+            drop_prefix(settings)
     if "mlflow" in results:
         results["comparison"] = ratios(results["gateway"]["sync"], results["mlflow"]["sync"])
         ours = results["gateway"]["answer"]["duration_minutes"]  # rounded to 3 decimals

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,11 @@ from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
 
 
+def ridestream_command() -> str:
+    """The ``ridestream`` console script of the running interpreter's environment."""
+    return str(Path(sys.executable).with_name("ridestream"))
+
+
 @contextmanager
 def stopped_at_exit(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
     """The process, sent SIGTERM on the way out (and killed if it will not stop in 60 s)."""
@@ -38,10 +44,34 @@ def stopped_at_exit(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Pop
             process.wait()
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (from /proc: mlflow serves from a child process)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process tree so far."""
+    ticks = 0
+    for member in tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:

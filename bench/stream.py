@@ -63,6 +63,7 @@ from bench.harness import (
     alive_check,
     cpu_seconds,
     prefill,
+    ridestream_command,
     rss_kib,
     stopped_at_exit,
 )
@@ -102,13 +103,9 @@ def champion(settings: Settings, backend: str) -> AliasedModel:
     name = MODEL_NAMES[TARGET]
     if alias_version(client, name, CHAMPION) is None:
         print(f"no @champion of {name}: training as `make demo` does (ridestream train) ...")
-        subprocess.run([_ridestream(), "train"], check=True)
+        subprocess.run([ridestream_command(), "train"], check=True)
     models = settings.models.model_copy(update={"backend": backend})
     return AliasedModel(client, name, CHAMPION, models)
-
-
-def _ridestream() -> str:
-    return str(Path(sys.executable).with_name("ridestream"))
 
 
 def encoded_rides(rides: pd.DataFrame, chunk: int = 10_000) -> tuple[list[bytes], list[str]]:
@@ -202,7 +199,7 @@ def predictor_process(settings: Settings, backend: str, log: IO[bytes]) -> Itera
     env["RIDESTREAM_PREDICTOR__INSTANCE_ID"] = "bench"
     # The champion alone: a challenger someone set in the registry must not double the work.
     env["RIDESTREAM_PREDICTOR__SHADOW"] = "false"
-    command = [str(Path(sys.executable).with_name("ridestream")), "predict", "--target", TARGET]
+    command = [ridestream_command(), "predict", "--target", TARGET]
     with stopped_at_exit(subprocess.Popen(command, env=env, stdout=log, stderr=log)) as process:
         yield process
 

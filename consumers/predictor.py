@@ -45,11 +45,11 @@ from ridestream.batches import BatchReader, Decoded
 from ridestream.events import RideStarted, utc_now
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.features import build_features
+from ridestream.kafka import transactions
 from ridestream.kafka.clients import (
     consumer_config,
     next_batch,
     producer_config,
-    rewind_to_committed,
 )
 from ridestream.metrics import PredictorMetrics, serve
 from ridestream.models import AliasedModel, LoadedModel
@@ -205,23 +205,10 @@ class Predictor:
             logger.info("predictor target=%s stopped", self.target)
 
     def _abort_and_rewind(self, exc: Exception) -> None:
-        error = exc.args[0] if isinstance(exc, KafkaException) else None
-        if error is not None and error.fatal():
-            raise RidestreamError(f"fatal Kafka error, this predictor must stop: {error}") from exc
-        reason = error.name() if error is not None else type(exc).__name__
-        logger.warning("batch failed (%s); aborting the transaction and rewinding", exc)
-        self.metrics.aborts.labels(self.target, reason).inc()
         assert self.consumer is not None
         assert self.producer is not None
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException as abort_error:
-            if abort_error.args[0].fatal():
-                raise RidestreamError(
-                    f"fatal Kafka error while aborting: {abort_error}"
-                ) from abort_error
-            logger.warning("abort failed: %s", abort_error)
-        rewind_to_committed(self.consumer)
+        reason = transactions.abort_and_rewind(self.producer, self.consumer, exc)
+        self.metrics.aborts.labels(self.target, reason).inc()
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, messages: list[Message]) -> BatchOutcome:
@@ -248,22 +235,12 @@ class Predictor:
             predicted = self._predict_and_produce(champion, frame, features)
             if challenger is not None:
                 shadowed = self._predict_and_produce(challenger, frame, features)
+        transactions.produce_dead_letters(producer, self.dlq_topic, dead, self.group)
         for letter in dead:
-            self._produce(
-                self.dlq_topic,
-                letter.msg.value(),
-                letter.msg.key(),
-                dlq.headers_for(letter, self.group),
-            )
             self.metrics.dead_letters.labels(self.target, letter.kind).inc()
-        producer.send_offsets_to_transaction(
-            self.consumer.position(self.consumer.assignment()),
-            self.consumer.consumer_group_metadata(),
-            30,
+        self.metrics.commit_seconds.labels(self.target).observe(
+            transactions.commit(producer, self.consumer)
         )
-        started = time.perf_counter()
-        producer.commit_transaction(30)
-        self.metrics.commit_seconds.labels(self.target).observe(time.perf_counter() - started)
         self._observe_latency(frame)
         versions = {
             CHAMPION: champion.version,
@@ -290,7 +267,7 @@ class Predictor:
         )
         ride_ids, encoded = self.encode_predictions(model, frame, values)
         for key, value in zip(ride_ids, encoded, strict=True):
-            self._produce(self.output_topic, value, key)
+            transactions.produce(self.producer, self.output_topic, value, key)
         n = len(frame)
         self.metrics.predictions.labels(self.target, model.role, model.version).inc(n)
         self.metrics.model_in_use(model.role, model.name, model.version)
@@ -318,22 +295,6 @@ class Predictor:
             n,
         )
         return ride_ids, encoded
-
-    def _produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: Any,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        assert self.producer is not None
-        while True:
-            try:
-                self.producer.produce(topic, value, key, headers=headers)
-                return
-            except BufferError:
-                # The queue drains as the broker acknowledges; a failed delivery fails the commit.
-                self.producer.poll(0.1)
 
     def _observe_latency(self, frame: pd.DataFrame) -> None:
         if frame.empty:

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,12 +52,12 @@ from ridestream import dlq
 from ridestream.batches import BatchReader
 from ridestream.events import TARGETS, Decision, Prediction, RideCompleted, RideStarted
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
+from ridestream.kafka import transactions
 from ridestream.kafka.clients import (
     consumer_config,
     make_admin,
     next_batch,
     producer_config,
-    rewind_to_committed,
     unique_group_id,
 )
 from ridestream.metrics import DecisionMetrics, serve
@@ -242,21 +242,10 @@ class DecisionService:
         self.store.close()
 
     def _abort_and_rewind(self, exc: Exception) -> None:
-        error = exc.args[0] if isinstance(exc, KafkaException) else None
-        if isinstance(error, KafkaError) and error.fatal():
-            raise RidestreamError(f"fatal Kafka error, the service must stop: {error}") from exc
-        reason = error.name() if isinstance(error, KafkaError) else type(exc).__name__
-        logger.warning("batch failed (%s); aborting and rewinding", exc)
-        self.metrics.aborts.labels(reason).inc()
         assert self.consumer is not None
         assert self.producer is not None
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException as abort_error:
-            if abort_error.args[0].fatal():
-                raise RidestreamError(f"fatal Kafka error while aborting: {abort_error}") from exc
-            logger.debug("nothing to abort: %s", abort_error)
-        rewind_to_committed(self.consumer)
+        reason = transactions.abort_and_rewind(self.producer, self.consumer, exc)
+        self.metrics.aborts.labels(reason).inc()
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, messages: list[Message]) -> BatchOutcome:
@@ -356,43 +345,18 @@ class DecisionService:
         headers: list[tuple[str, str | bytes | None]] = [(CLAIM_HEADER, token.encode())]
         for decision in claimed:
             value = self.decision_serde.encode(decision.to_record())
-            self._produce(
-                self.decisions_topic, value, decision.ride_id, headers, self._on_decision_delivered
+            transactions.produce(
+                producer,
+                self.decisions_topic,
+                value,
+                decision.ride_id,
+                headers,
+                self._on_decision_delivered,
             )
+        transactions.produce_dead_letters(producer, self.dlq_topic, dead, self.group)
         for letter in dead:
-            self._produce(
-                self.dlq_topic,
-                letter.msg.value(),
-                letter.msg.key(),
-                dlq.headers_for(letter, self.group),
-            )
             self.metrics.dead_letters.labels(letter.kind).inc()
-        assignment = self.consumer.assignment()
-        if assignment:
-            producer.send_offsets_to_transaction(
-                self.consumer.position(assignment), self.consumer.consumer_group_metadata(), 30
-            )
-        started = time.perf_counter()
-        producer.commit_transaction(30)
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
-
-    def _produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: Any,
-        headers: Sequence[tuple[str, str | bytes | None]],
-        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-    ) -> None:
-        assert self.producer is not None
-        while True:
-            try:
-                self.producer.produce(
-                    topic, value, key, headers=list(headers), on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                self.producer.poll(0.1)
+        self.metrics.commit_seconds.observe(transactions.commit(producer, self.consumer))
 
     @retry(
         # A leader being elected (a new topic, a broker restart) is a moment, not a failure.

@@ -181,6 +181,7 @@ class Gateway:
     publisher_error: str | None = None
     _ready_at: float = 0.0
     _broker_ok: bool = False
+    _admin: Any = None
 
     def __post_init__(self) -> None:
         self.opted_in: TTLCache[str, float] = TTLCache(maxsize=OPTED_IN_MEMORY, ttl=3600)
@@ -198,8 +199,10 @@ class Gateway:
         """Whether the cluster answers a metadata request (cached for a few seconds)."""
         now = time.monotonic()
         if now - self._ready_at > self.settings.gateway.readiness_cache_s:
+            if self._admin is None:  # one client for every check: each new one connects anew
+                self._admin = make_admin(self.settings)
             try:
-                cluster_metadata(make_admin(self.settings), timeout_s=2.0)
+                cluster_metadata(self._admin, timeout_s=2.0)
                 self._broker_ok = True
             except RidestreamError:
                 self._broker_ok = False

@@ -1,0 +1,85 @@
+"""What every exactly-once loop (consume → produce, offsets in the same Kafka transaction) does
+the same way: produce into the open transaction, dead-letter within it, commit it with the
+consumer's positions, and on a failure abort it and rewind to the committed offsets."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from ridestream import dlq
+from ridestream.exceptions import RidestreamError
+from ridestream.kafka.clients import rewind_to_committed
+
+logger = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, str | bytes | None]]
+
+
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: Any,
+    headers: Headers | None = None,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:
+    """Produce into the open transaction, waiting for room when the local queue is full (it
+    drains as the broker acknowledges; a failed delivery fails the commit)."""
+    while True:
+        try:
+            producer.produce(
+                topic, value, key, headers=list(headers or ()), on_delivery=on_delivery
+            )
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
+def produce_dead_letters(
+    producer: Producer, topic: str, letters: Sequence[dlq.DeadLetter], group: str
+) -> None:
+    """Each letter's original key and bytes to the DLQ, with headers saying why and where from."""
+    for letter in letters:
+        produce(
+            producer,
+            topic,
+            letter.msg.value(),
+            letter.msg.key(),
+            dlq.headers_for(letter, group),
+        )
+
+
+def commit(producer: Producer, consumer: Consumer) -> float:
+    """Add the consumer's positions to the transaction and commit it; returns the commit's
+    seconds."""
+    assignment = consumer.assignment()
+    if assignment:
+        producer.send_offsets_to_transaction(
+            consumer.position(assignment), consumer.consumer_group_metadata(), 30
+        )
+    started = time.perf_counter()
+    producer.commit_transaction(30)
+    return time.perf_counter() - started
+
+
+def abort_and_rewind(producer: Producer, consumer: Consumer, exc: Exception) -> str:
+    """Abort the open transaction and rewind the consumer so its batch is read again; returns the
+    failure's reason code. A fatal error (this producer was fenced) ends the loop instead."""
+    error = exc.args[0] if isinstance(exc, KafkaException) else None
+    if isinstance(error, KafkaError) and error.fatal():
+        raise RidestreamError(f"fatal Kafka error, this process must stop: {error}") from exc
+    reason = error.name() if isinstance(error, KafkaError) else type(exc).__name__
+    logger.warning("batch failed (%s); aborting the transaction and rewinding", exc)
+    try:
+        producer.abort_transaction(30)
+    except KafkaException as abort_error:
+        if abort_error.args[0].fatal():
+            raise RidestreamError(f"fatal Kafka error while aborting: {abort_error}") from exc
+        logger.warning("abort failed: %s", abort_error)
+    rewind_to_committed(consumer)
+    return reason
