@@ -55,6 +55,7 @@ from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableErro
 from ridestream.kafka import transactions
 from ridestream.kafka.clients import (
     consumer_config,
+    is_transient,
     make_admin,
     next_batch,
     producer_config,
@@ -76,24 +77,6 @@ from ridestream.store import (
 logger = logging.getLogger(__name__)
 
 CLAIM_HEADER = "ridestream.publish.claim"
-
-
-_TRANSIENT_CODES = {
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-}
-
-
-def _transient(exc: BaseException) -> bool:
-    """A Kafka error that a moment's wait cures (a leader election, a broker coming back)."""
-    if not isinstance(exc, KafkaException):
-        return False
-    error = exc.args[0]
-    return bool(error.retriable() or error.code() in _TRANSIENT_CODES)
 
 
 def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
@@ -360,7 +343,7 @@ class DecisionService:
 
     @retry(
         # A leader being elected (a new topic, a broker restart) is a moment, not a failure.
-        retry=retry_if_exception(lambda exc: _transient(exc)),
+        retry=retry_if_exception(is_transient),
         stop=stop_after_delay(60),
         wait=wait_exponential(multiplier=0.2, max=5),
         reraise=True,

@@ -12,30 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer
 from sqlalchemy import func, select
 
 from decision_service.evaluation import report as evaluation_report
-from ridestream.kafka.clients import make_admin
+from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.settings import Settings, get_settings
 from ridestream.store import DecisionStore, actuals, rides
 
 
 def dead_letters(settings: Settings) -> int:
-    """Messages on the dead-letter topic (all runs)."""
-    from confluent_kafka import Consumer
-
-    from ridestream.kafka.clients import consumer_config, unique_group_id
-
-    topic = settings.topics.full("dlq")
-    partitions = make_admin(settings).list_topics(topic, timeout=10).topics[topic].partitions
+    """Messages on the dead-letter topic (all runs), read to the end: offsets would also count
+    the transaction markers the exactly-once loops write there."""
     consumer = Consumer(consumer_config(settings, unique_group_id("demo-report")))
+    consumer.subscribe([settings.topics.full("dlq")])
     try:
-        total = 0
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            total += high - low
-        return total
+        return sum(len(batch) for batch in batches_until_idle(consumer, idle_timeout_s=3.0))
     finally:
         consumer.close()
 

@@ -98,6 +98,25 @@ def unique_group_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+_TRANSIENT_CODES = {
+    KafkaErrorCode.NOT_LEADER_FOR_PARTITION,
+    KafkaErrorCode.LEADER_NOT_AVAILABLE,
+    KafkaErrorCode.UNKNOWN_TOPIC_OR_PART,
+    KafkaErrorCode.REQUEST_TIMED_OUT,
+    KafkaErrorCode._TRANSPORT,
+    KafkaErrorCode._TIMED_OUT,
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A Kafka error that a moment's wait cures (a leader being elected, a topic created a moment
+    ago, a broker coming back): what the admin-side retries retry on."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return bool(error.retriable() or error.code() in _TRANSIENT_CODES)
+
+
 def rewind_to_committed(consumer: Consumer) -> None:
     """Seek every assigned partition back to its committed offset (after an aborted transaction:
     its batch is read again). A partition with nothing committed starts over, as

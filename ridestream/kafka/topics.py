@@ -18,7 +18,12 @@ from tenacity import (
 )
 
 from ridestream.exceptions import KafkaError
-from ridestream.kafka.clients import cluster_metadata, common_config, unique_group_id
+from ridestream.kafka.clients import (
+    cluster_metadata,
+    common_config,
+    is_transient,
+    unique_group_id,
+)
 from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -85,18 +90,8 @@ class TopicSummary:
     messages: int
 
 
-_LEADERSHIP_SETTLING = (LibKafkaError.NOT_LEADER_FOR_PARTITION, LibKafkaError.LEADER_NOT_AVAILABLE)
-
-
-def _retriable(exc: BaseException) -> bool:
-    if not isinstance(exc, KafkaException):
-        return False
-    error = exc.args[0]
-    return bool(error.retriable()) or error.code() in _LEADERSHIP_SETTLING
-
-
 @retry(
-    retry=retry_if_exception(_retriable),
+    retry=retry_if_exception(is_transient),
     stop=stop_after_attempt(10),
     wait=wait_exponential(multiplier=0.1, max=2),
     reraise=True,
