@@ -34,6 +34,7 @@ test: setup ## Run the whole test suite against a real Kafka broker
 	$(BIN)/pytest
 
 bench: setup ## Run the benchmarks; results land in bench/results/
+	$(BIN)/python -m bench.predict
 	$(BIN)/python -m bench.publish
 	$(BIN)/python -m bench.stream
 	$(BIN)/python -m bench.decisions

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,27 @@ from confluent_kafka import KafkaError as KafkaErrorCode
 from ridestream.avro_columnar import ColumnarDecoder
 from ridestream.kafka.clients import consumer_config, producer_config, unique_group_id
 from ridestream.kafka.producer import ReliableProducer
+from ridestream.registry import CHAMPION, alias_version
 from ridestream.schemas import PREDICTION
 from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
+from ridestream.tracking import mlflow_client
 
 
 def ridestream_command() -> str:
     """The ``ridestream`` console script of the running interpreter's environment."""
     return str(Path(sys.executable).with_name("ridestream"))
+
+
+def ensure_champions(settings: Settings, names: Iterable[str]) -> None:
+    """Train, as ``make demo`` does, when any of the registered models has no ``@champion``."""
+    client = mlflow_client(settings.mlflow)
+    missing = [name for name in names if alias_version(client, name, CHAMPION) is None]
+    if missing:
+        print(
+            f"no @champion of {', '.join(missing)}: training as `make demo` does (ridestream train) ..."
+        )
+        subprocess.run([ridestream_command(), "train"], check=True)
 
 
 @contextmanager

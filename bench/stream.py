@@ -62,6 +62,7 @@ from bench.harness import (
     Follower,
     alive_check,
     cpu_seconds,
+    ensure_champions,
     prefill,
     ridestream_command,
     rss_kib,
@@ -76,7 +77,7 @@ from ridestream.features import build_features
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import create_topics
 from ridestream.models import AliasedModel, LoadedModel
-from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version
+from ridestream.registry import CHAMPION, MODEL_NAMES
 from ridestream.schemas import RIDE_STARTED
 from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
@@ -99,13 +100,10 @@ LOG = RESULTS / "stream-predictor.log"
 # -- the model and the rides ---------------------------------------------------------------------
 def champion(settings: Settings, backend: str) -> AliasedModel:
     """The duration champion through the given backend; trained first if the registry has none."""
-    client = mlflow_client(settings.mlflow)
     name = MODEL_NAMES[TARGET]
-    if alias_version(client, name, CHAMPION) is None:
-        print(f"no @champion of {name}: training as `make demo` does (ridestream train) ...")
-        subprocess.run([ridestream_command(), "train"], check=True)
+    ensure_champions(settings, [name])
     models = settings.models.model_copy(update={"backend": backend})
-    return AliasedModel(client, name, CHAMPION, models)
+    return AliasedModel(mlflow_client(settings.mlflow), name, CHAMPION, models)
 
 
 def encoded_rides(rides: pd.DataFrame, chunk: int = 10_000) -> tuple[list[bytes], list[str]]:
