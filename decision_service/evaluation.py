@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,14 @@ class OnlineEvaluator:
         self.refresh_interval_s = refresh_interval_s
         self._last = time.monotonic()
         self._recommended: set[tuple[str, str]] = set()
+        # The registry is read off the decision loop: its first use imports mlflow (seconds), and
+        # a slow or unreachable registry must not hold decisions back.
+        self._registry_reads = ThreadPoolExecutor(1, thread_name_prefix="validation-mae")
+        self._validation: dict[tuple[str, str], Future[float | None]] = {}
+
+    def close(self) -> None:
+        """Stop the registry reader (a read in flight is abandoned)."""
+        self._registry_reads.shutdown(wait=False, cancel_futures=True)
 
     def maybe_refresh(self, force: bool = False) -> None:
         """Every refresh interval: metrics, promotion, online-error check."""
@@ -182,13 +190,7 @@ class OnlineEvaluator:
             if row["role"] != "champion" or row["count"] < needed:
                 continue
             name, version = str(row["model_name"]), str(row["model_version"])
-            try:
-                validation = validation_mae(
-                    self.settings.mlflow.resolved_tracking_uri, name, version
-                )
-            except Exception as exc:  # the registry being down must not stop decisions
-                logger.warning("no validation MAE for %s v%s: %s", name, version, exc)
-                continue
+            validation = self._validation_mae(name, version)
             if validation is None:
                 continue
             mae = float(row["mae"])
@@ -201,7 +203,26 @@ class OnlineEvaluator:
                 self.retrainer.trigger("online_error", reason, [str(row["target"])])
 
 
-@cache
+    def _validation_mae(self, name: str, version: str) -> float | None:
+        """A champion's validation MAE once the registry has answered (None until then, and
+        when it was not logged); a failed read is retried at the next refresh."""
+        key = (name, version)
+        lookup = self._validation.get(key)
+        if lookup is None:
+            self._validation[key] = self._registry_reads.submit(
+                validation_mae, self.settings.mlflow.resolved_tracking_uri, name, version
+            )
+            return None
+        if not lookup.done():
+            return None
+        try:
+            return lookup.result()
+        except Exception as exc:  # the registry being down must not stop decisions
+            logger.warning("no validation MAE for %s v%s: %s", name, version, exc)
+            del self._validation[key]
+            return None
+
+
 def validation_mae(tracking_uri: str, name: str, version: str) -> float | None:
     """The validation MAE logged with a model version at training (None if not logged)."""
     from ridestream.settings import MlflowSettings

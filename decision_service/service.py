@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -221,7 +222,8 @@ class DecisionService:
             logger.info("decision service stopped")
 
     def close(self) -> None:
-        """Release the store (the Kafka clients close when ``run`` ends)."""
+        """Release the store and the evaluator (the Kafka clients close when ``run`` ends)."""
+        self.evaluator.close()
         self.store.close()
 
     def _abort_and_rewind(self, exc: Exception) -> None:
@@ -268,8 +270,10 @@ class DecisionService:
             )
             chosen = self.store.champion_predictions(conn, sorted({*waiting, *expired}))
             expired_set = set(expired)
+            # One decision time for the batch: the transaction that stores them all.
+            decided_at = instant(at)
             decisions = [
-                self._decide(ride_id, estimates)
+                self._decide(ride_id, estimates, decided_at)
                 for ride_id, estimates in chosen.items()
                 if len(estimates) == len(TARGETS) or ride_id in expired_set
             ]
@@ -303,13 +307,14 @@ class DecisionService:
         outcome.decisions = decisions
         return outcome
 
-    def _decide(self, ride_id: str, chosen: dict[str, StoredPrediction]) -> Decision:
+    def _decide(
+        self, ride_id: str, chosen: dict[str, StoredPrediction], decided_at: datetime
+    ) -> Decision:
         estimates = {
             target: Estimate(p.value, p.model_name, p.model_version) for target, p in chosen.items()
         }
         pickup = wall_clock(next(iter(chosen.values())).pickup_time_ms)
-        # Whole milliseconds, as the wire carries it: the stored and published decisions are equal.
-        return decide(ride_id, pickup, estimates, self.config.policy, decided_at=instant(now_ms()))
+        return decide(ride_id, pickup, estimates, self.config.policy, decided_at=decided_at)
 
     def _publish(
         self,

@@ -20,6 +20,7 @@ from ridestream.settings import DecisionSettings, EvaluationSettings, KestraSett
 from ridestream.store import DecisionStore
 from ridestream.tracking import mlflow_client
 from tests.conftest import mlflow_settings
+from tests.helpers import wait_for
 from tests.kestra_contract import KestraContract
 
 
@@ -156,6 +157,30 @@ def test_auto_promotion_moves_the_champion_alias_in_the_registry(
         {"target": "duration", "model_version": "2", "role": "challenger", "scope": "total"},
     )
     assert total == 600
+
+
+def test_online_error_above_the_validation_mae_triggers_retraining(
+    filled_store: DecisionStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = mlflow_settings(tmp_path, decisions=DecisionSettings(home=tmp_path))
+    client = mlflow_client(settings.mlflow)
+    experiment = client.create_experiment("validation")
+    run = client.create_run(experiment)
+    client.log_metric(run.info.run_id, "valid_mae", 1.0)  # the champion's MAE online is ~3.2
+    client.create_registered_model("ride-duration")
+    client.create_model_version("ride-duration", (tmp_path / "model").as_uri(), run.info.run_id)
+    promote(client, "ride-duration", "1")
+    evaluator = OnlineEvaluator(settings, filled_store, DecisionMetrics())
+
+    # The registry is read off the loop: the first refresh only asks, a later one acts.
+    evaluator.maybe_refresh(force=True)
+    assert filled_store.last_retrain_ms() is None
+    wait_for(lambda: all(f.done() for f in evaluator._validation.values()), 30, "the registry")
+    evaluator.maybe_refresh(force=True)
+    evaluator.close()
+
+    assert filled_store.last_retrain_ms() is not None
+    assert "online error: ride-duration v1 MAE" in caplog.text
 
 
 def test_the_report_has_the_table_the_comparison_and_the_plot(
