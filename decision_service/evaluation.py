@@ -202,7 +202,6 @@ class OnlineEvaluator:
                 )
                 self.retrainer.trigger("online_error", reason, [str(row["target"])])
 
-
     def _validation_mae(self, name: str, version: str) -> float | None:
         """A champion's validation MAE once the registry has answered (None until then, and
         when it was not logged); a failed read is retried at the next refresh."""

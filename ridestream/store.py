@@ -209,6 +209,14 @@ def now_ms() -> int:
     return to_ms(datetime.now(UTC))
 
 
+def _model_ref(model: ModelRef) -> dict[str, str]:
+    return {
+        "target": model.target,
+        "model_name": model.model_name,
+        "model_version": model.model_version,
+    }
+
+
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
@@ -387,14 +395,8 @@ class DecisionStore:
                     "eta_ms": to_ms(d.eta) if d.eta else None,
                     "expected_tip": d.expected_tip,
                     "actions": json.dumps(d.actions),
-                    # ModelRef's fields by hand: model_dump per reference costs more than the rest.
-                    "models": json.dumps(
-                        [
-                            {"target": m.target, "model_name": m.model_name,
-                             "model_version": m.model_version}
-                            for m in d.models
-                        ]
-                    ),  # fmt: skip
+                    # By hand: pydantic's model_dump per reference cost more than the rest of the row.
+                    "models": json.dumps([_model_ref(m) for m in d.models]),
                     "partial": d.partial,
                     "decided_at_ms": to_ms(d.decided_at),
                 }
@@ -407,9 +409,7 @@ class DecisionStore:
         """Record the error of every stored prediction of these rides that has ground truth, and
         add the new ones to the running totals. Returns how many were new."""
         # One statement per chunk for every target: the actual of a prediction's own target.
-        actual = case(
-            {target: actuals.c[target] for target in TARGETS}, value=predictions.c.target
-        )
+        actual = case({target: actuals.c[target] for target in TARGETS}, value=predictions.c.target)
         added: dict[tuple[str, str, str, str], list[float]] = {}
         for chunk in _chunks(ride_ids):
             query = (
