@@ -4,7 +4,8 @@ Same machine, same run, same load: ``wrk`` (one thread, ``--connections`` keep-a
 a warm-up, then ``--seconds`` measured with ``--latency``) POSTs one fixed ride, one row per
 request, to each server in turn, never both at once:
 
-- ours, synchronous: ``POST /v1/predictions`` of ``ridestream gateway`` (one uvicorn process);
+- ours, synchronous: ``POST /v1/predictions`` of ``ridestream gateway`` (one uvicorn process),
+  its model compiled by lleaves (``--backend``, as the stream benchmarks run the predictors);
 - ours, opted in: the same with ``"enhanced": true`` — the ride is also published to Kafka (topics
   under a prefix of this run's own, dropped afterwards) and each answer waits for the broker's ack;
 - theirs: ``POST /invocations`` of ``mlflow models serve --env-manager local --workers 1`` with the
@@ -12,7 +13,8 @@ request, to each server in turn, never both at once:
   model's own feature row (built here once by ``build_features``): it does less work per request
   than the gateway, which validates a raw ride and builds its features on every request.
 
-Both answers are checked to agree before any load. Also measured: ``GET /healthz`` of the gateway
+Both servers run on the same uvicorn from the same environment (with uvloop and httptools, which
+uvicorn picks when installed). Both answers are checked to agree before any load. Also measured: ``GET /healthz`` of the gateway
 (what the web stack alone costs per request, the ceiling of any endpoint in that process), the CPU
 time each server's process tree spends per request (steadier than requests/s on a shared machine),
 and where our synchronous path spends its time, stage by stage, in this process.
@@ -230,9 +232,17 @@ def run_gateway(
     """Our gateway: healthz (the stack alone), the synchronous path, then the opted-in path."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "RIDESTREAM_TOPICS__PREFIX": settings.topics.prefix}
+    env = {
+        **os.environ,
+        "RIDESTREAM_TOPICS__PREFIX": settings.topics.prefix,
+        "RIDESTREAM_MODELS__BACKEND": settings.models.backend,
+    }
     command = [str(_BIN / "ridestream"), "gateway", "--port", str(port)]
-    results: dict[str, Any] = {"workers": 1, "server": "ridestream gateway (uvicorn, 1 process)"}
+    results: dict[str, Any] = {
+        "workers": 1,
+        "server": "ridestream gateway (uvicorn, 1 process)",
+        "model_backend": settings.models.backend,
+    }
     with server("gateway", command, env, f"{base}/healthz", logs) as process:
         results["processes"] = len(tree(process.pid))
         # 503 is an answer too (no broker: the opted-in run then reports "unavailable")
@@ -360,7 +370,8 @@ def stage_costs(settings: Settings, rounds: int = 2000) -> dict[str, float]:
 def versions() -> dict[str, str]:
     """Versions of what serves and what loads."""
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    names = ("mlflow", "fastapi", "uvicorn", "pydantic", "lightgbm", "pandas", "numpy")
+    names = ("mlflow", "fastapi", "uvicorn", "uvloop", "httptools", "pydantic", "lightgbm",
+             "lleaves", "pandas", "numpy")  # fmt: skip
     return {
         **{name: version(name) for name in names},
         "wrk": (wrk.stdout or wrk.stderr).splitlines()[0],
@@ -427,6 +438,12 @@ def main() -> None:
     parser.add_argument("--skip-mlflow", action="store_true", help="measure the gateway only")
     parser.add_argument("--skip-enhanced", action="store_true", help="no Kafka, no opted-in run")
     parser.add_argument("--quick", action="store_true", help="5 s runs after 1 s of warm-up")
+    parser.add_argument(
+        "--backend",
+        default="lleaves",
+        choices=["booster", "lleaves"],
+        help="the gateway's model backend (mlflow serves its own pyfunc either way)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup = 5, 1
@@ -434,6 +451,9 @@ def main() -> None:
         raise SystemExit("bench.gateway needs wrk: apt-get install wrk (scripts/system-deps.sh)")
 
     settings = Settings()
+    settings = settings.model_copy(
+        update={"models": settings.models.model_copy(update={"backend": args.backend})}
+    )
     with_enhanced = not args.skip_enhanced
     if with_enhanced:
         broker_for(settings)
