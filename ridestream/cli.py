@@ -462,6 +462,10 @@ def gateway(
         log_level=settings.log_level.lower(),
         # The gateway's own /metrics counts requests; uvicorn's access log would double the I/O.
         access_log=False,
+        # Nothing here reads the client's address (A/B is sticky by client_id), so there is no
+        # X-Forwarded-For to trust and rewrite on every request.
+        proxy_headers=False,
+        server_header=False,
     )
 
 
