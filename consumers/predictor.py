@@ -56,7 +56,7 @@ from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.schemas import PREDICTION, RIDE_STARTED
 from ridestream.serde import Serde, SingleObjectSerde, make_serde
-from ridestream.settings import Settings
+from ridestream.settings import KafkaConfigValue, Settings
 from ridestream.tracking import mlflow_client
 
 logger = logging.getLogger(__name__)
@@ -124,26 +124,24 @@ class Predictor:
     # -- lifecycle ------------------------------------------------------------------------------
     def _connect(self) -> tuple[Consumer, Producer]:
         consumer = Consumer(
-            consumer_config(
-                self.settings,
-                self.group,
-                **{"statistics.interval.ms": self.config.statistics_interval_ms},
-                stats_cb=self.metrics.librdkafka_statistics,
-            )
+            {
+                **consumer_config(
+                    self.settings,
+                    self.group,
+                    **{"statistics.interval.ms": self.config.statistics_interval_ms},
+                ),
+                "stats_cb": self.metrics.librdkafka_statistics,  # a callable: no config value
+            }
         )
-        producer = Producer(
-            producer_config(
-                self.settings,
-                **{
-                    "transactional.id": self.transactional_id,
-                    "transaction.timeout.ms": self.config.transaction_timeout_ms,
-                    # librdkafka insists a message may not outlive its transaction.
-                    "message.timeout.ms": min(
-                        self.settings.delivery_timeout_ms, self.config.transaction_timeout_ms
-                    ),
-                },
-            )
-        )
+        transactional: dict[str, KafkaConfigValue] = {
+            "transactional.id": self.transactional_id,
+            "transaction.timeout.ms": self.config.transaction_timeout_ms,
+            # librdkafka insists a message may not outlive its transaction.
+            "message.timeout.ms": min(
+                self.settings.delivery_timeout_ms, self.config.transaction_timeout_ms
+            ),
+        }
+        producer = Producer(producer_config(self.settings, **transactional))
         # Fences any earlier producer with this id and aborts what it left open.
         producer.init_transactions(30)
         consumer.subscribe([self.input_topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -266,6 +264,7 @@ class Predictor:
             time.perf_counter() - started
         )
         ride_ids, encoded = self.encode_predictions(model, frame, values)
+        assert self.producer is not None
         for key, value in zip(ride_ids, encoded, strict=True):
             transactions.produce(self.producer, self.output_topic, value, key)
         n = len(frame)

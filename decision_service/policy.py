@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 from ridestream.events import TARGETS, Decision, ModelRef
 from ridestream.settings import PolicySettings
@@ -40,6 +41,13 @@ def round_price(amount: float, increment: float) -> float:
     step = Decimal(str(increment))
     steps = (Decimal(str(amount)) / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)
     return float(steps * step)
+
+
+@lru_cache(maxsize=256)
+def model_ref(target: str, model_name: str, model_version: str) -> ModelRef:
+    """The (immutable) reference to a model version: a handful exist, thousands of decisions
+    name them."""
+    return ModelRef(target=target, model_name=model_name, model_version=model_version)  # type: ignore[arg-type]
 
 
 def decide(
@@ -81,7 +89,7 @@ def decide(
         expected_tip=round_price(tip.value, 0.01) if tip is not None else None,
         actions=sorted(actions),
         models=[
-            ModelRef(target=target, model_name=e.model_name, model_version=e.model_version)
+            model_ref(target, e.model_name, e.model_version)
             for target in TARGETS
             if (e := estimates.get(target)) is not None
         ],

@@ -264,11 +264,13 @@ class DecisionService:
                 if row["role"] == "champion"
             }
             self.store.open_joins(conn, seen, at)
-            waiting = self.store.pending(conn, list(seen))
             expired = self.store.expired(
                 conn, at - int(self.config.join_window_s * 1000), partitions
             )
-            chosen = self.store.champion_predictions(conn, sorted({*waiting, *expired}))
+            # The rides that got a champion prediction now or waited too long, if still pending.
+            chosen = self.store.champion_predictions(
+                conn, sorted({*seen, *expired}), pending_only=True
+            )
             expired_set = set(expired)
             # One decision time for the batch: the transaction that stores them all.
             decided_at = instant(at)

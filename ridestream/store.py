@@ -385,24 +385,30 @@ class DecisionStore:
                 published=False,
             )
         )
-        result = conn.execute(
-            statement,
-            [
+        # A handful of action sets and model combinations cover every decision: encode each once.
+        actions_json: dict[tuple[str, ...], str] = {}
+        models_json: dict[tuple[ModelRef, ...], str] = {}
+        rows = []
+        for d in decisions:
+            actions, models = tuple(d.actions), tuple(d.models)
+            if actions not in actions_json:
+                actions_json[actions] = json.dumps(list(actions))
+            if models not in models_json:
+                models_json[models] = json.dumps([_model_ref(m) for m in models])
+            rows.append(
                 {
                     "decided_ride": d.ride_id,
                     "quote": d.quote,
                     "duration_minutes": d.duration_minutes,
                     "eta_ms": to_ms(d.eta) if d.eta else None,
                     "expected_tip": d.expected_tip,
-                    "actions": json.dumps(d.actions),
-                    # By hand: pydantic's model_dump per reference cost more than the rest of the row.
-                    "models": json.dumps([_model_ref(m) for m in d.models]),
+                    "actions": actions_json[actions],
+                    "models": models_json[models],
                     "partial": d.partial,
                     "decided_at_ms": to_ms(d.decided_at),
                 }
-                for d in decisions
-            ],
-        )
+            )
+        result = conn.execute(statement, rows)
         return result.rowcount
 
     def evaluate(self, conn: Connection, ride_ids: Sequence[str], at_ms: int) -> int:
@@ -480,15 +486,6 @@ class DecisionStore:
         return sum(int(sums[0]) for sums in added.values())
 
     # -- the join -------------------------------------------------------------------------------
-    def pending(self, conn: Connection, ride_ids: Sequence[str]) -> list[str]:
-        """Those of ``ride_ids`` still waiting for their decision."""
-        found: list[str] = []
-        for chunk in _chunks(ride_ids):
-            found += conn.scalars(
-                select(rides.c.ride_id).where(rides.c.ride_id.in_(chunk), rides.c.status == PENDING)
-            ).all()
-        return found
-
     def expired(
         self, conn: Connection, before_ms: int, partitions: Iterable[int], limit: int = 5000
     ) -> list[str]:
@@ -507,9 +504,10 @@ class DecisionStore:
         )
 
     def champion_predictions(
-        self, conn: Connection, ride_ids: Sequence[str]
+        self, conn: Connection, ride_ids: Sequence[str], *, pending_only: bool = False
     ) -> dict[str, dict[str, StoredPrediction]]:
-        """Per ride, per target, the champion prediction a decision uses.
+        """Per ride, per target, the champion prediction a decision uses (with ``pending_only``,
+        of the rides still waiting for their decision only).
 
         Only the target's own model counts (``ride-duration`` for duration: the gateway's
         ``ride-duration-simple`` predictions are stored for evaluation, never decided on). Were two
@@ -518,23 +516,28 @@ class DecisionStore:
         """
         chosen: dict[str, dict[str, StoredPrediction]] = {}
         for chunk in _chunks(ride_ids):
-            rows = conn.execute(
-                select(*_prediction_columns())
-                .where(
-                    predictions.c.ride_id.in_(chunk),
-                    predictions.c.role == "champion",
-                    predictions.c.model_name.in_([MODEL_NAMES[t] for t in TARGETS]),
+            query = select(*_prediction_columns()).where(
+                predictions.c.ride_id.in_(chunk),
+                predictions.c.role == "champion",
+                predictions.c.model_name.in_([MODEL_NAMES[t] for t in TARGETS]),
+            )
+            if pending_only:
+                query = query.join(rides, rides.c.ride_id == predictions.c.ride_id).where(
+                    rides.c.status == PENDING
                 )
-                .order_by(
+            # All rows at once: iterating a result fetches (slowly) row by row.
+            rows = conn.execute(
+                query.order_by(
                     predictions.c.ride_id,
                     predictions.c.target,
                     predictions.c.predicted_at_ms,
                     predictions.c.model_version,
                 )
-            )
+            ).all()
             for row in rows:
-                by_target = chosen.setdefault(row.ride_id, {})
-                by_target.setdefault(row.target, StoredPrediction(*row))
+                by_target = chosen.setdefault(row[0], {})
+                if row[1] not in by_target:
+                    by_target[row[1]] = StoredPrediction(*row)
         return chosen
 
     # -- the outbox -----------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def test_a_ride_is_decided_once_and_the_earliest_champion_prediction_wins(
         )
         store.open_joins(conn, {"a": (0, 500)}, at_ms=10_000)
         store.open_joins(conn, {"a": (0, 500)}, at_ms=99_000)  # the join keeps its first arrival
-        assert store.pending(conn, ["a", "b"]) == ["a"]
+        assert list(store.champion_predictions(conn, ["a", "b"], pending_only=True)) == ["a"]
         assert store.expired(conn, before_ms=10_000, partitions=[0]) == ["a"]
         assert store.expired(conn, before_ms=9_999, partitions=[0]) == []
         assert store.expired(conn, before_ms=10_000, partitions=[1]) == []
@@ -115,6 +115,8 @@ def test_a_ride_is_decided_once_and_the_earliest_champion_prediction_wins(
         assert store.record_decisions(conn, [first]) == 1
         later = first.model_copy(update={"quote": 1.0})
         assert store.record_decisions(conn, [later]) == 0
+        assert store.champion_predictions(conn, ["a"], pending_only=True) == {}  # decided
+        assert list(store.champion_predictions(conn, ["a"])) == ["a"]
     ride = store.ride("a")
     assert ride is not None
     assert ride.status == "decided"
