@@ -12,7 +12,11 @@ as each ride ends on the compressed clock). Measured, after a warm-up:
   store transaction that records it), p50 and p99 over the rides of the measured window;
 - CPU seconds per process, to see who pays for what on the shared cores.
 
-    python -m bench.decisions [--rate 2000] [--seconds 60]
+First, the service's own limit: **alone on a backlog** (``--capacity-rides`` rides, their
+predictions made beforehand and the predictors stopped), decisions/s and CPU µs per ride with the
+machine to itself.
+
+    python -m bench.decisions [--rate 2000 500] [--seconds 20] [--capacity-rides 20000]
 
 ``bench.stream`` runs it as its decision-service part and keeps the figures in stream.json.
 """
@@ -36,7 +40,13 @@ import numpy as np
 from sqlalchemy import func, select
 
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, percentile, write_results
-from bench.harness import cpu_seconds, ridestream_command, stopped_at_exit
+from bench.harness import (
+    Follower,
+    alive_check,
+    cpu_seconds,
+    ridestream_command,
+    stopped_at_exit,
+)
 from producers.replay import replay
 from ridestream.events import TARGETS
 from ridestream.settings import Settings
@@ -81,13 +91,8 @@ def _decided(store: DecisionStore) -> list[tuple[str, int, int, bool]]:
         ]
 
 
-def steady_decisions(
-    settings: Settings, rate: float, seconds: float, backend: str, logs: Path
-) -> dict[str, Any]:
-    """Replay ``rate`` rides/s for ``seconds`` through three predictors and the decision service."""
-    run = fresh_prefix(settings, "decisions")
-    store_path = Path(tempfile.mkdtemp(prefix="ridestream-bench-")) / "decisions.db"
-    store_url = f"sqlite:///{store_path}"
+def service_env(settings: Settings, run: Settings, backend: str, store_url: str) -> dict[str, str]:
+    """The services' environment: the run's topics, the backend, a fresh store, champions only."""
     env = {
         **os.environ,
         "RIDESTREAM_TOPICS__PREFIX": run.topics.prefix,
@@ -99,6 +104,74 @@ def steady_decisions(
     }
     if settings.kafka_bootstrap:
         env["RIDESTREAM_KAFKA_BOOTSTRAP"] = settings.kafka_bootstrap
+    return env
+
+
+def capacity(settings: Settings, rides: int, backend: str, logs: Path) -> dict[str, Any]:
+    """The decision service alone on a backlog: ``rides`` replayed with completions, their
+    predictions made by the three predictors (then stopped), then ``ridestream decide`` started
+    on it all. Its rate is rides over the span of their ``decided_at``; its CPU is what the
+    process spent from its first decision to its last, per ride."""
+    run = fresh_prefix(settings, "capacity")
+    store_path = Path(tempfile.mkdtemp(prefix="ridestream-bench-")) / "decisions.db"
+    store_url = f"sqlite:///{store_path}"
+    env = service_env(settings, run, backend, store_url)
+    store = DecisionStore(store_url)
+    try:
+        published = replay(
+            run, month_file("2023-02"), rate=0, limit=rides, id_prefix="cap-", progress=False
+        ).rides_started
+        with ExitStack() as stack:
+            predictors = {
+                target: stack.enter_context(
+                    service(
+                        ["predict", "--target", target, "--instance-id", "bench"],
+                        env,
+                        logs / f"capacity-predict-{target}.log",
+                    )
+                )
+                for target in TARGETS
+            }
+            follower = Follower(run, run.topics.full("predictions"))
+            try:
+                alive = alive_check(
+                    predictors["duration"], "predictor", logs / "capacity-predict-duration.log"
+                )
+                follower.until(len(TARGETS) * published, 600, alive)
+            finally:
+                follower.close()
+        with service(
+            ["decide", "--instance-id", "bench"], env, logs / "capacity-decide.log"
+        ) as process:
+            processes = {"decide": process}
+            _wait(lambda: _decisions(store) > 0, 120, processes, "the first decision")
+            cpu_before = cpu_seconds(process.pid)
+            _wait(lambda: _decisions(store) >= published, 600, processes, "every decision")
+            cpu = cpu_seconds(process.pid) - cpu_before
+        decided = _decided(store)
+    finally:
+        store.close()
+        drop_prefix(run)
+        store_path.unlink(missing_ok=True)
+    first, last = min(d[2] for d in decided), max(d[2] for d in decided)
+    return {
+        "rides": published,
+        "rides_decided": len(decided),
+        "decisions_per_s": round(len(decided) / max((last - first) / 1000, 1e-3), 1),
+        "cpu_us_per_ride": round(cpu / len(decided) * 1e6, 1),
+        "backlog": f"{len(TARGETS) * published} predictions, {published} completions, "
+        f"{published} started rides (drift)",
+    }
+
+
+def steady_decisions(
+    settings: Settings, rate: float, seconds: float, backend: str, logs: Path
+) -> dict[str, Any]:
+    """Replay ``rate`` rides/s for ``seconds`` through three predictors and the decision service."""
+    run = fresh_prefix(settings, "decisions")
+    store_path = Path(tempfile.mkdtemp(prefix="ridestream-bench-")) / "decisions.db"
+    store_url = f"sqlite:///{store_path}"
+    env = service_env(settings, run, backend, store_url)
     total = int(rate * (seconds + WARMUP_S))
     store = DecisionStore(store_url)
     try:
@@ -216,10 +289,17 @@ def main() -> None:
         help="measured seconds (February holds 60,691 rides: 2,000 rides/s lasts 30 s)",
     )
     parser.add_argument("--backend", default="lleaves", choices=["booster", "lleaves"])
+    parser.add_argument(
+        "--capacity-rides", type=int, default=20_000, help="backlog of the alone run (0: skip)"
+    )
     args = parser.parse_args()
     settings = Settings()
     broker_for(settings)  # a broker the bench starts keeps running, like `ridestream kafka start`
     logs = Path(tempfile.mkdtemp(prefix="ridestream-bench-logs-"))
+    alone = None
+    if args.capacity_rides:
+        alone = capacity(settings, args.capacity_rides, args.backend, logs)
+        print(json.dumps({"alone_on_a_backlog": alone}, indent=2))
     runs = []
     for rate in args.rate:
         result = steady_decisions(settings, rate, args.seconds, args.backend, logs)
@@ -236,6 +316,7 @@ def main() -> None:
             "command": "python -m bench.decisions " + " ".join(sys.argv[1:]),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": machine(),
+            "alone_on_a_backlog": alone,
             "runs": runs,
             "logs": str(logs),
         },

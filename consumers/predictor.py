@@ -178,10 +178,15 @@ class Predictor:
             self.transactional_id,
         )
         try:
+            not_before = 0.0
             while not stop.is_set():
                 messages = next_batch(
-                    consumer, self.config.batch_max_messages, self.config.batch_max_wait_s
+                    consumer,
+                    self.config.batch_max_messages,
+                    self.config.batch_max_wait_s,
+                    not_before,
                 )
+                not_before = time.monotonic() + self.config.batch_linger_s
                 if not messages:
                     continue
                 try:

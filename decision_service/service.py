@@ -200,10 +200,15 @@ class DecisionService:
             self.store.engine.url.render_as_string(hide_password=True),
         )
         try:
+            not_before = 0.0
             while not stop.is_set():
                 messages = next_batch(
-                    consumer, self.config.batch_max_messages, self.config.batch_max_wait_s
+                    consumer,
+                    self.config.batch_max_messages,
+                    self.config.batch_max_wait_s,
+                    not_before,
                 )
+                not_before = time.monotonic() + self.config.batch_linger_s
                 try:
                     outcome = self.process(messages)
                 except (KafkaException, SQLAlchemyError, SchemaRegistryUnavailableError) as exc:

@@ -94,6 +94,13 @@ class PredictorSettings(BaseModel):
     batch_max_wait_s: float = Field(
         default=0.1, gt=0, le=1.0, description="At most 1 s: signals are served between polls."
     )
+    batch_linger_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=1.0,
+        description="A batch that is not full gathers until this long after the previous one "
+        "began: fewer transactions at moderate rates, for that much latency (0 = no linger).",
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
     metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in
     retry_backoff_s: float = Field(default=0.5, gt=0)
@@ -181,6 +188,9 @@ class DecisionSettings(BaseModel):
     )
     batch_max_messages: int = Field(default=2000, ge=1)
     batch_max_wait_s: float = Field(default=0.1, gt=0, le=1.0)
+    batch_linger_s: float = Field(
+        default=0.1, ge=0, le=1.0, description="As the predictor's: batches at most this often."
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
     metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in
     instance_id: str = Field(
