@@ -165,7 +165,12 @@ def capacity(settings: Settings, rides: int, backend: str, logs: Path) -> dict[s
 
 
 def steady_decisions(
-    settings: Settings, rate: float, seconds: float, backend: str, logs: Path
+    settings: Settings,
+    rate: float,
+    seconds: float,
+    backend: str,
+    logs: Path,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     """Replay ``rate`` rides/s for ``seconds`` through three predictors and the decision service."""
     run = fresh_prefix(settings, "decisions")
@@ -194,6 +199,8 @@ def steady_decisions(
             replay(run, month_file("2023-02"), rate=0, limit=50, id_prefix="warm-", progress=False)
             _wait(lambda: _decisions(store) >= 50, 120, processes, "the warm-up rides")
             cpu_before = {name: cpu_seconds(p.pid) for name, p in processes.items()}
+            broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
+            replay_before = time.process_time()
             started = time.time()
             summaries: list[Any] = []
             feeder = threading.Thread(
@@ -228,6 +235,10 @@ def steady_decisions(
                 name: round(cpu_seconds(p.pid) - cpu_before[name], 1)
                 for name, p in processes.items()
             }
+            # The rest of the machine's load: the replay (this process) and the local broker.
+            cpu["replay"] = round(time.process_time() - replay_before, 1)
+            if broker_pid:
+                cpu["broker"] = round(cpu_seconds(broker_pid) - broker_before, 1)
         decided = [d for d in _decided(store) if d[0].startswith("steady-")]
     finally:
         store.close()
@@ -294,7 +305,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = Settings()
-    broker_for(settings)  # a broker the bench starts keeps running, like `ridestream kafka start`
+    # A broker the bench starts keeps running, like `ridestream kafka start`.
+    broker = broker_for(settings)
+    broker_pid = broker.pid() if broker is not None else None
     logs = Path(tempfile.mkdtemp(prefix="ridestream-bench-logs-"))
     alone = None
     if args.capacity_rides:
@@ -302,7 +315,7 @@ def main() -> None:
         print(json.dumps({"alone_on_a_backlog": alone}, indent=2))
     runs = []
     for rate in args.rate:
-        result = steady_decisions(settings, rate, args.seconds, args.backend, logs)
+        result = steady_decisions(settings, rate, args.seconds, args.backend, logs, broker_pid)
         result["target_p99_s"] = 0.5
         result["p99_met"] = (
             result["kept_up"] and result["latency_event_to_stored_decision_s"]["p99"] <= 0.5

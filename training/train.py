@@ -125,6 +125,32 @@ SPECS: dict[str, TargetSpec] = {
 }
 
 
+def segments(rides: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Validation rides by how they are priced, where errors differ by an order of magnitude:
+    metered street hails (rate code 1), negotiated fares (5) and app-dispatched rides that come
+    without a rate code (their price per mile fell by a quarter from January to February)."""
+    rate_code = rides["rate_code"].astype("float64").to_numpy()
+    return {
+        "metered": rate_code == 1,
+        "negotiated": rate_code == 5,
+        "no_rate_code": np.isnan(rate_code),
+    }
+
+
+def segment_metrics(
+    rides: pd.DataFrame, actual: np.ndarray, predicted: dict[str, np.ndarray]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per segment (see :func:`segments`), per model (ours and each baseline): RMSE, MAE, rides."""
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for segment, mask in segments(rides).items():
+        if mask.any():
+            result[segment] = {
+                model: {**regression_metrics(actual[mask], values[mask]), "rides": int(mask.sum())}
+                for model, values in predicted.items()
+            }
+    return result
+
+
 @dataclass
 class TrainResult:
     """What training one target produced, for the CLI, Kestra outputs and tests."""
@@ -215,12 +241,14 @@ def train_target(
     x_valid = select(valid.features, spec.features)
     predicted = non_negative(np.asarray(booster.predict(x_valid, num_threads=2)))
     metrics = regression_metrics(actual, predicted)
-    baselines = {
-        "linear": regression_metrics(actual, linear_baseline(train.rides, valid.rides, column)),
-        "median_by_payment": regression_metrics(
-            actual, median_by_payment(train.rides, valid.rides, column)
-        ),
+    baseline_predictions = {
+        "linear": linear_baseline(train.rides, valid.rides, column),
+        "median_by_payment": median_by_payment(train.rides, valid.rides, column),
     }
+    baselines = {
+        name: regression_metrics(actual, values) for name, values in baseline_predictions.items()
+    }
+    by_segment = segment_metrics(valid.rides, actual, {"model": predicted, **baseline_predictions})
     champion_before, champion_score = _champion_score(client, model_settings, spec, valid, actual)
 
     with mlflow.start_run(
@@ -232,6 +260,11 @@ def train_target(
         mlflow.log_metrics({f"valid_{k}": v for k, v in metrics.items()})
         for baseline, values in baselines.items():
             mlflow.log_metrics({f"baseline_{baseline}_{k}": v for k, v in values.items()})
+        for segment, models in by_segment.items():
+            mlflow.log_metrics(
+                {f"valid_{segment}_{k}": models["model"][k] for k in ("rmse", "mae")}
+            )
+            mlflow.log_metric(f"baseline_linear_{segment}_rmse", models["linear"]["rmse"])
         if champion_score is not None:
             mlflow.log_metric(f"champion_before_{spec.gate_metric}", champion_score)
         mlflow.set_tags({
@@ -294,6 +327,7 @@ def train_target(
         champion_before=champion_before,
         champion_score=champion_score,
         gate_metric=spec.gate_metric,
+        extra={"segments": by_segment},
     )
 
 

@@ -50,8 +50,14 @@ def test_every_target_is_trained_logged_and_registered(
             "valid_r2",
             "baseline_linear_rmse",
             "baseline_median_by_payment_mae",
+            "valid_metered_rmse",
+            "valid_no_rate_code_mae",
+            "baseline_linear_metered_rmse",
         ):
             assert metric in run.data.metrics
+        metered = result.extra["segments"]["metered"]
+        assert metered["model"]["rides"] == metered["linear"]["rides"] > 0
+        assert run.data.metrics["valid_metered_rmse"] == pytest.approx(metered["model"]["rmse"])
         assert run.data.tags["train_rows"] == str(TRAIN_SAMPLE)
         assert len(run.data.tags["train_fingerprint"]) == 64
         artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
