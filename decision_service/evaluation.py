@@ -17,11 +17,13 @@ retraining is triggered.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +37,7 @@ from ridestream.store import DecisionStore
 from ridestream.tracking import mlflow_client
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REFRESH_INTERVAL_S = 10.0
 
@@ -124,12 +127,7 @@ class OnlineEvaluator:
         self._recommended: set[tuple[str, str]] = set()
         # The registry is read off the decision loop: its first use imports mlflow (seconds), and
         # a slow or unreachable registry must not hold decisions back.
-        self._registry_reads = ThreadPoolExecutor(1, thread_name_prefix="validation-mae")
         self._validation: dict[tuple[str, str], Future[float | None]] = {}
-
-    def close(self) -> None:
-        """Stop the registry reader (a read in flight is abandoned)."""
-        self._registry_reads.shutdown(wait=False, cancel_futures=True)
 
     def maybe_refresh(self, force: bool = False) -> None:
         """Every refresh interval: metrics, promotion, online-error check."""
@@ -208,7 +206,7 @@ class OnlineEvaluator:
         key = (name, version)
         lookup = self._validation.get(key)
         if lookup is None:
-            self._validation[key] = self._registry_reads.submit(
+            self._validation[key] = in_background(
                 validation_mae, self.settings.mlflow.resolved_tracking_uri, name, version
             )
             return None
@@ -220,6 +218,21 @@ class OnlineEvaluator:
             logger.warning("no validation MAE for %s v%s: %s", name, version, exc)
             del self._validation[key]
             return None
+
+
+def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
+    """``function(*args)`` in a daemon thread: a registry call that hangs (a remote server's
+    HTTP retries last minutes) must not hold the process's exit, as a pool's worker would."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # handed to whoever reads the future
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"background-{function.__name__}", daemon=True).start()
+    return future
 
 
 def validation_mae(tracking_uri: str, name: str, version: str) -> float | None:

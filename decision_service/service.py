@@ -227,8 +227,7 @@ class DecisionService:
             logger.info("decision service stopped")
 
     def close(self) -> None:
-        """Release the store and the evaluator (the Kafka clients close when ``run`` ends)."""
-        self.evaluator.close()
+        """Release the store (the Kafka clients close when ``run`` ends)."""
         self.store.close()
 
     def _abort_and_rewind(self, exc: Exception) -> None:

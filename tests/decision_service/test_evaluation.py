@@ -177,7 +177,6 @@ def test_online_error_above_the_validation_mae_triggers_retraining(
     assert filled_store.last_retrain_ms() is None
     wait_for(lambda: all(f.done() for f in evaluator._validation.values()), 30, "the registry")
     evaluator.maybe_refresh(force=True)
-    evaluator.close()
 
     assert filled_store.last_retrain_ms() is not None
     assert "online error: ride-duration v1 MAE" in caplog.text
