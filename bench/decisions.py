@@ -132,11 +132,17 @@ def capacity(settings: Settings, rides: int, backend: str, logs: Path) -> dict[s
                 )
                 for target in TARGETS
             }
+            checks = [
+                alive_check(p, f"predictor {t}", logs / f"capacity-predict-{t}.log")
+                for t, p in predictors.items()
+            ]
+
+            def alive() -> None:
+                for check in checks:
+                    check()
+
             follower = Follower(run, run.topics.full("predictions"))
             try:
-                alive = alive_check(
-                    predictors["duration"], "predictor", logs / "capacity-predict-duration.log"
-                )
                 follower.until(len(TARGETS) * published, 600, alive)
             finally:
                 follower.close()
@@ -145,7 +151,8 @@ def capacity(settings: Settings, rides: int, backend: str, logs: Path) -> dict[s
         ) as process:
             processes = {"decide": process}
             _wait(lambda: _decisions(store) > 0, 120, processes, "the first decision")
-            cpu_before = cpu_seconds(process.pid)
+            # CPU from here on, over the rides decided from here on (start-up excluded).
+            cpu_before, decided_before = cpu_seconds(process.pid), _decisions(store)
             _wait(lambda: _decisions(store) >= published, 600, processes, "every decision")
             cpu = cpu_seconds(process.pid) - cpu_before
         decided = _decided(store)
@@ -158,7 +165,7 @@ def capacity(settings: Settings, rides: int, backend: str, logs: Path) -> dict[s
         "rides": published,
         "rides_decided": len(decided),
         "decisions_per_s": round(len(decided) / max((last - first) / 1000, 1e-3), 1),
-        "cpu_us_per_ride": round(cpu / len(decided) * 1e6, 1),
+        "cpu_us_per_ride": round(cpu / max(len(decided) - decided_before, 1) * 1e6, 1),
         "backlog": f"{len(TARGETS) * published} predictions, {published} completions, "
         f"{published} started rides (drift)",
     }
