@@ -72,6 +72,12 @@ def percentile(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rides/s, plus every run's rides/s."""
+    ordered = sorted(runs, key=lambda r: r["rides_per_s"])
+    return {**ordered[len(ordered) // 2], "all_rides_per_s": [r["rides_per_s"] for r in runs]}
+
+
 def machine() -> dict[str, Any]:
     """Where the numbers were measured."""
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr

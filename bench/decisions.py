@@ -69,6 +69,22 @@ def service(
             yield process
 
 
+def start_predictors(
+    stack: ExitStack, env: dict[str, str], logs: Path, run: str
+) -> dict[str, subprocess.Popen[bytes]]:
+    """The three predictor processes, stopped when ``stack`` closes; logs ``<run>-predict-*``."""
+    return {
+        target: stack.enter_context(
+            service(
+                ["predict", "--target", target, "--instance-id", "bench"],
+                env,
+                logs / f"{run}-predict-{target}.log",
+            )
+        )
+        for target in TARGETS
+    }
+
+
 def _decisions(store: DecisionStore) -> int:
     """Rides decided so far: one count through the join index, cheap enough to poll while
     measuring (``DecisionStore.counts`` counts whole tables, a load of its own on shared cores)."""
@@ -122,16 +138,7 @@ def capacity(settings: Settings, rides: int, backend: str, logs: Path) -> dict[s
             run, month_file("2023-02"), rate=0, limit=rides, id_prefix="cap-", progress=False
         ).rides_started
         with ExitStack() as stack:
-            predictors = {
-                target: stack.enter_context(
-                    service(
-                        ["predict", "--target", target, "--instance-id", "bench"],
-                        env,
-                        logs / f"capacity-predict-{target}.log",
-                    )
-                )
-                for target in TARGETS
-            }
+            predictors = start_predictors(stack, env, logs, "capacity")
             checks = [
                 alive_check(p, f"predictor {t}", logs / f"capacity-predict-{t}.log")
                 for t, p in predictors.items()
@@ -188,16 +195,7 @@ def steady_decisions(
     store = DecisionStore(store_url)
     try:
         with ExitStack() as stack:
-            processes: dict[str, subprocess.Popen[bytes]] = {
-                target: stack.enter_context(
-                    service(
-                        ["predict", "--target", target, "--instance-id", "bench"],
-                        env,
-                        logs / f"decisions-predict-{target}.log",
-                    )
-                )
-                for target in TARGETS
-            }
+            processes = start_predictors(stack, env, logs, "decisions")
             processes["decide"] = stack.enter_context(
                 service(["decide", "--instance-id", "bench"], env, logs / "decisions-decide.log")
             )

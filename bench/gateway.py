@@ -46,6 +46,7 @@ import pandas as pd
 
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, write_results
 from bench.harness import cpu_seconds, tree
+from gateway.app import EXAMPLE_RIDE, RideRequest, predict_duration
 from ridestream.features import FEATURES, RIDE_COLUMNS, build_features
 from ridestream.models import AliasedModel
 from ridestream.registry import CHAMPION, MODEL_NAMES
@@ -53,14 +54,7 @@ from ridestream.settings import Settings
 from ridestream.tracking import mlflow_client
 
 MODEL = MODEL_NAMES["simple"]
-RIDE: dict[str, Any] = {
-    "pickup_zone": 74,
-    "dropoff_zone": 236,
-    "trip_distance": 2.4,
-    "pickup_time": "2023-02-01T08:30:00",
-    "passenger_count": 1,
-    "payment_type": 1,
-}
+RIDE = EXAMPLE_RIDE
 TARGET_THROUGHPUT_RATIO = 10.0  # ours / mlflow requests/s, at least
 TARGET_P99_RATIO = 0.1  # ours / mlflow p99, at most
 START_TIMEOUT_S = 180.0  # both servers load the model from the registry before answering
@@ -338,8 +332,6 @@ def run_mlflow(settings: Settings, args: argparse.Namespace, logs: Path) -> dict
 # -- where our time goes ----------------------------------------------------------------------------
 def stage_costs(settings: Settings, rounds: int = 2000) -> dict[str, float]:
     """µs per request of each stage of our synchronous path, alone in this process."""
-    from gateway.app import RideRequest, predict_duration
-
     model = AliasedModel(mlflow_client(settings.mlflow), MODEL, CHAMPION, settings.models).current
     assert model is not None, "AliasedModel raises when the alias is missing"
     raw = json.dumps(RIDE).encode()

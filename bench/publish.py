@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import broker_for, drop_topic, fresh_topic, machine, percentile, write_results
+from bench.common import (
+    broker_for,
+    drop_topic,
+    fresh_topic,
+    machine,
+    median_run,
+    percentile,
+    write_results,
+)
 from producers.publisher import RidePublisher
 from producers.replay import STARTED_FIELDS
 from ridestream.avro_columnar import ColumnarEncoder, random_uuids
@@ -195,12 +203,6 @@ def stage_costs(frame: pd.DataFrame, chunk: int) -> dict[str, dict[str, float]]:
         "encode_us": round(encode * per, 2),
     }
     return {"batch_api": batch, "single_event_api": single}
-
-
-def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median throughput, plus every run's throughput."""
-    ordered = sorted(runs, key=lambda r: r["rides_per_s"])
-    return {**ordered[len(ordered) // 2], "all_rides_per_s": [r["rides_per_s"] for r in runs]}
 
 
 def main() -> None:

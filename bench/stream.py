@@ -55,6 +55,7 @@ from bench.common import (
     drop_prefix,
     fresh_prefix,
     machine,
+    median_run,
     percentile,
     write_results,
 )
@@ -376,12 +377,6 @@ def rss_summary(samples: list[tuple[float, int]], seconds: float) -> dict[str, A
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def median_by_rate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median rides/s, plus every run's rides/s."""
-    ordered = sorted(runs, key=lambda r: r["rides_per_s"])
-    return {**ordered[len(ordered) // 2], "all_rides_per_s": [r["rides_per_s"] for r in runs]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -478,8 +473,8 @@ def main() -> None:
             flush=True,
         )
 
-    limit[args.backend] = median_by_rate(paired)
-    ours_e2e = median_by_rate(e2e)
+    limit[args.backend] = median_run(paired)
+    ours_e2e = median_run(e2e)
     chosen = limit[args.backend]
     ratio = statistics.median(run["ratio"] for run in e2e)
     kafka_us = statistics.median(run["kafka_and_transactions_us"] for run in e2e)

@@ -49,14 +49,13 @@ from ridestream.kafka import transactions
 from ridestream.kafka.clients import (
     consumer_config,
     next_batch,
-    producer_config,
 )
 from ridestream.metrics import PredictorMetrics, serve
 from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.schemas import PREDICTION, RIDE_STARTED
 from ridestream.serde import Serde, SingleObjectSerde, make_serde
-from ridestream.settings import KafkaConfigValue, Settings
+from ridestream.settings import Settings
 from ridestream.tracking import mlflow_client
 
 logger = logging.getLogger(__name__)
@@ -133,15 +132,9 @@ class Predictor:
                 "stats_cb": self.metrics.librdkafka_statistics,  # a callable: no config value
             }
         )
-        transactional: dict[str, KafkaConfigValue] = {
-            "transactional.id": self.transactional_id,
-            "transaction.timeout.ms": self.config.transaction_timeout_ms,
-            # librdkafka insists a message may not outlive its transaction.
-            "message.timeout.ms": min(
-                self.settings.delivery_timeout_ms, self.config.transaction_timeout_ms
-            ),
-        }
-        producer = Producer(producer_config(self.settings, **transactional))
+        producer = transactions.transactional_producer(
+            self.settings, self.transactional_id, self.config.transaction_timeout_ms
+        )
         # Fences any earlier producer with this id and aborts what it left open.
         producer.init_transactions(30)
         consumer.subscribe([self.input_topic], on_revoke=self._on_revoke, on_lost=self._on_lost)

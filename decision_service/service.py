@@ -59,13 +59,12 @@ from ridestream.kafka.clients import (
     is_transient,
     make_admin,
     next_batch,
-    producer_config,
     unique_group_id,
 )
 from ridestream.metrics import DecisionMetrics, serve
 from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.serde import SingleObjectSerde, make_serde
-from ridestream.settings import KafkaConfigValue, Settings
+from ridestream.settings import Settings
 from ridestream.store import (
     DecisionStore,
     StoredPrediction,
@@ -166,15 +165,9 @@ class DecisionService:
                 **{"group.instance.id": self.transactional_id},
             )
         )
-        transactional: dict[str, KafkaConfigValue] = {
-            "transactional.id": self.transactional_id,
-            "transaction.timeout.ms": self.config.transaction_timeout_ms,
-            # librdkafka insists a message may not outlive its transaction.
-            "message.timeout.ms": min(
-                self.settings.delivery_timeout_ms, self.config.transaction_timeout_ms
-            ),
-        }
-        producer = Producer(producer_config(self.settings, **transactional))
+        producer = transactions.transactional_producer(
+            self.settings, self.transactional_id, self.config.transaction_timeout_ms
+        )
         # Fences an earlier incarnation and aborts what it left open: after this, the fate of its
         # last publication is settled and _recover can read it.
         producer.init_transactions(30)

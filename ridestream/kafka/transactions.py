@@ -13,11 +13,23 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from ridestream import dlq
 from ridestream.exceptions import RidestreamError
-from ridestream.kafka.clients import rewind_to_committed
+from ridestream.kafka.clients import producer_config, rewind_to_committed
+from ridestream.settings import KafkaConfigValue, Settings
 
 logger = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, str | bytes | None]]
+
+
+def transactional_producer(settings: Settings, transactional_id: str, timeout_ms: int) -> Producer:
+    """A producer for one loop's transactions (not yet initialized: the caller fences)."""
+    config: dict[str, KafkaConfigValue] = {
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": timeout_ms,
+        # librdkafka insists a message may not outlive its transaction.
+        "message.timeout.ms": min(settings.delivery_timeout_ms, timeout_ms),
+    }
+    return Producer(producer_config(settings, **config))
 
 
 def produce(

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from gateway.app import create_app
+from gateway.app import EXAMPLE_RIDE, create_app
 from ridestream.features import RIDE_COLUMNS, build_features
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, make_challenger
 from ridestream.settings import DecisionSettings, GatewaySettings, Settings
@@ -22,14 +22,7 @@ from ridestream.tracking import mlflow_client
 from tests.conftest import free_port
 from training.train import TrainResult
 
-RIDE: dict[str, Any] = {
-    "pickup_zone": 74,
-    "dropoff_zone": 236,
-    "trip_distance": 2.4,
-    "pickup_time": "2023-02-01T08:30:00",
-    "passenger_count": 1,
-    "payment_type": 1,
-}
+RIDE = EXAMPLE_RIDE
 
 
 @pytest.fixture
