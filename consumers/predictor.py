@@ -263,8 +263,7 @@ class Predictor:
         )
         ride_ids, encoded = self.encode_predictions(model, frame, values)
         assert self.producer is not None
-        for key, value in zip(ride_ids, encoded, strict=True):
-            transactions.produce(self.producer, self.output_topic, value, key)
+        transactions.produce_all(self.producer, self.output_topic, encoded, ride_ids)
         n = len(frame)
         self.metrics.predictions.labels(self.target, model.role, model.version).inc(n)
         self.metrics.model_in_use(model.role, model.name, model.version)
@@ -296,9 +295,11 @@ class Predictor:
     def _observe_latency(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
-        event_times = pd.to_datetime(frame["event_time"], utc=True)
-        ages = (pd.Timestamp.now(tz="UTC") - event_times).dt.total_seconds().clip(lower=0.0)
-        observe_all(self.metrics.latency.labels(self.target), ages.to_numpy(dtype=np.float64))
+        # In numpy: pandas' datetime arithmetic cost ~0.5 ms per batch of 1,000, more than the
+        # Kafka client's produce calls for it.
+        event_ms = frame["event_time"].dt.tz_localize(None).to_numpy(dtype="datetime64[ms]")
+        ages = (time.time() * 1000.0 - event_ms.view(np.int64)) / 1000.0
+        observe_all(self.metrics.latency.labels(self.target), np.maximum(ages, 0.0))
 
 
 def observe_all(histogram: Any, amounts: np.ndarray) -> None:

@@ -48,6 +48,7 @@ def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
     stream_settings: Settings,
 ) -> None:
     rides = 3000
+    replayed_at = time.time()
     replay(
         stream_settings,
         month_file("2023-02"),
@@ -68,6 +69,12 @@ def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
 
     outcomes = run_until(predictor, done, watch)
     assert sum(o.predicted for o in outcomes) == rides
+    # Every prediction's age (event time → committed) is in the latency histogram, in seconds.
+    registry, labels = predictor.metrics.registry, {"target": "duration"}
+    ages = registry.get_sample_value("ridestream_event_to_prediction_seconds_count", labels)
+    total_age = registry.get_sample_value("ridestream_event_to_prediction_seconds_sum", labels)
+    assert ages == rides
+    assert 0 < total_age / rides < time.time() - replayed_at  # no event is older than the replay
 
     messages = consume_all(
         stream_settings, stream_settings.topics.full("predictions"), expected=rides
