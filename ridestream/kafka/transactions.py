@@ -52,7 +52,9 @@ def produce(
             producer.poll(0.1)
 
 
-def produce_all(producer: Producer, topic: str, values: Sequence[bytes], keys: Sequence[Any]) -> None:
+def produce_all(
+    producer: Producer, topic: str, values: Sequence[bytes], keys: Sequence[Any]
+) -> None:
     """A batch of keyed messages into the open transaction: the hot path of every loop.
 
     The same as :func:`produce` per message, without its per-call wrapping: at stream rates
