@@ -19,6 +19,7 @@ from typing import Any
 
 ZONE_COUNT = 265
 NAN = math.nan
+EPOCH = datetime(1970, 1, 1)  # pickup times are naive: "days since 1970" of the wall clock
 
 
 @dataclass(frozen=True)
@@ -96,4 +97,7 @@ def ride_features(ride: Mapping[str, Any], tables: Tables) -> dict[str, float]:
         "peak": _flag(day_of_week < 5 and 16 <= hour < 20 and not holiday),
         "overnight": _flag(hour >= 20 or hour < 6),
         "congestion": max(tables.yellow[pu], tables.yellow[do]),
+        "app_fare_day": (pickup - EPOCH).total_seconds() / 86400.0
+        if math.isnan(rate_code)
+        else NAN,
     }

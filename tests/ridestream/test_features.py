@@ -137,3 +137,13 @@ def test_holidays_rush_hours_nights_and_the_congestion_zone() -> None:
     assert column(tuesday_evening, "congestion")[0] == 0  # Bronx to Bronx
     assert column(build_features(ride()), "overnight")[0] == 1  # 23:45
     assert column(build_features(ride(rate_code=None)), "missing_info")[0] == 1
+
+
+def test_the_app_fare_day_is_the_pickup_day_of_app_dispatched_rides_only() -> None:
+    app_ride = build_features(ride(rate_code=None, pickup_time=datetime(2023, 2, 1, 12, 0)))
+    days = (datetime(2023, 2, 1, 12, 0) - datetime(1970, 1, 1)).total_seconds() / 86400
+    assert column(app_ride, "app_fare_day")[0] == pytest.approx(days)  # 19389.5
+    assert np.isnan(column(build_features(ride(rate_code=1)), "app_fare_day")[0])  # metered
+    assert np.isnan(
+        column(build_features(ride(rate_code=None, pickup_time=None)), "app_fare_day")[0]
+    )
