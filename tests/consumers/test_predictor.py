@@ -18,7 +18,7 @@ import pytest
 from consumers.predictor import BatchOutcome, Predictor
 from producers.replay import replay
 from ridestream import dlq
-from ridestream.features import build_features
+from ridestream.features import FEATURES, build_features
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import ReliableProducer
 from ridestream.models import load_version
@@ -309,4 +309,4 @@ def test_decode_keeps_input_order_when_both_decoders_have_rows() -> None:
     assert frame["ride_id"].tolist() == ["fast-0", "slow", "fast-1"]
     assert [str(e) for e in frame["event_id"]][1] == "6f9619ff-8b86-d011-b42d-00c04fc964ff"
     assert [letter.msg.offset() for letter in dead] == [2]
-    assert build_features(frame).shape == (3, 21)
+    assert build_features(frame).shape == (3, len(FEATURES))
