@@ -33,7 +33,9 @@ step "schemas: every contract and its compatibility"
 $rs schemas check
 
 step "models: train on January, validate on February, register and gate @champion (once)"
-if $rs models list 2>/dev/null | grep -q "ride-tip .*champion"; then
+# Not `grep -q`: it stops reading at the first match, the listing then dies of a broken pipe,
+# and pipefail turned that into "no champion", so every demo trained again.
+if $rs models list 2>/dev/null | grep "ride-tip .*champion" >/dev/null; then
   echo "champions already registered; retrain any time with: $rs train"
 else
   $rs train
