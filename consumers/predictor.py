@@ -7,6 +7,12 @@ own consumer group; several processes of one target share its partitions. Per ba
     consume → decode → validate → features → champion (+ challenger as shadow) → encode
     → produce predictions and dead letters → send offsets → commit
 
+The commit (two round trips to the coordinators) runs on a helper thread while the loop consumes
+and prepares the next batch, which touches neither the producer nor a transaction; the loop waits
+for it before producing again, so there is still one transaction at a time and a batch's offsets
+are the positions right after it. A batch consumed across a rebalance is dropped and read again
+from the committed offsets.
+
 Decoding and encoding are columnar (``ridestream.avro_columnar``), a batch at a time: at stream
 rates fastavro's record-at-a-time calls were the largest stage after the model
 (``bench/stream.py`` measures every stage).
@@ -20,6 +26,7 @@ batch from alias-following handles, so an alias move takes effect at the next ba
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -49,6 +56,7 @@ from ridestream.kafka import transactions
 from ridestream.kafka.clients import (
     consumer_config,
     next_batch,
+    rewind_to_committed,
 )
 from ridestream.metrics import PredictorMetrics, serve
 from ridestream.models import AliasedModel, LoadedModel
@@ -75,6 +83,26 @@ class BatchOutcome:
     dead_letters: int
     shadowed: int = 0  # rides the challenger also predicted
     versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedBatch:
+    """A batch up to its messages: decoded, validated, predicted and encoded, nothing produced."""
+
+    frame: pd.DataFrame
+    dead: list[dlq.DeadLetter]
+    # Per model (the champion, then a shadowing challenger): its keys and encoded predictions.
+    outputs: list[tuple[LoadedModel, list[str], list[bytes]]]
+    outcome: BatchOutcome
+
+
+@dataclass
+class Committing:
+    """A batch whose transaction is being committed on the helper thread."""
+
+    commit: transactions.CommitInFlight
+    frame: pd.DataFrame
+    outcome: BatchOutcome
 
 
 class Predictor:
@@ -119,6 +147,8 @@ class Predictor:
         self.transactional_id = f"{self.group}.{instance}"
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        self._committing: Committing | None = None
+        self._rebalances = 0  # revocations and losses so far: a batch read across one is dropped
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _connect(self) -> tuple[Consumer, Producer]:
@@ -140,15 +170,18 @@ class Predictor:
         consumer.subscribe([self.input_topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
         return consumer, producer
 
-    @staticmethod
-    def _on_revoke(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Rebalance callbacks run inside consume(), and a transaction is only open between a
-        # consume() and its commit: here there is never one to abort, and offsets were committed
-        # with the last transaction.
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Rebalance callbacks run inside consume(): no transaction is open for producing then,
+        # though the last batch's may still be committing on the helper thread. It is not waited
+        # for here (its offset commit may be refused until the rebalance ends): it commits its
+        # outputs and offsets together or not at all, the partitions' next owner reads committed
+        # offsets only once no transaction holds them (read_committed asks for stable offsets),
+        # and the loop aborts and rewinds if it failed.
+        self._rebalances += 1
         logger.info("partitions revoked: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
-    @staticmethod
-    def _on_lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
         logger.warning(
             "partitions lost (nothing is committed for them): %s",
             [f"{p.topic}[{p.partition}]" for p in partitions],
@@ -173,6 +206,7 @@ class Predictor:
         try:
             not_before = 0.0
             while not stop.is_set():
+                rebalances = self._rebalances
                 messages = next_batch(
                     consumer,
                     self.config.batch_max_messages,
@@ -180,19 +214,30 @@ class Predictor:
                     not_before,
                 )
                 not_before = time.monotonic() + self.config.batch_linger_s
-                if not messages:
-                    continue
                 try:
-                    outcome = self.process(messages)
+                    prepared = self.prepare(messages) if messages else None
+                    self._settle(on_batch)  # the previous batch's commit, overlapped until here
+                    if prepared is None:
+                        continue
+                    if self._rebalances != rebalances:
+                        # Read across a rebalance: some of it may be another consumer's now.
+                        rewind_to_committed(consumer)
+                        continue
+                    self._committing = self.publish(prepared)
                 except (KafkaException, SchemaRegistryUnavailableError) as exc:
+                    self._settle_quietly(on_batch)
                     self._abort_and_rewind(exc)
                     stop.wait(backoff)
                     backoff = min(backoff * 2, self.config.retry_backoff_max_s)
                     continue
                 backoff = self.config.retry_backoff_s
-                if on_batch is not None:
-                    on_batch(outcome)
         finally:
+            try:
+                self._settle(on_batch)  # the last batch commits before the clients close
+            except KafkaException as exc:
+                logger.warning("the last batch's commit failed (%s); aborting it", exc)
+                with contextlib.suppress(KafkaException):
+                    producer.abort_transaction(10)
             self.champion.stop()
             if self.challenger is not None:
                 self.challenger.stop()
@@ -207,10 +252,8 @@ class Predictor:
         self.metrics.aborts.labels(self.target, reason).inc()
 
     # -- one batch ------------------------------------------------------------------------------
-    def process(self, messages: list[Message]) -> BatchOutcome:
-        """Predict a batch and commit it with its offsets in one transaction."""
-        assert self.consumer is not None
-        assert self.producer is not None
+    def prepare(self, messages: list[Message]) -> PreparedBatch:
+        """Everything a batch needs before its transaction: no producer, no Kafka calls."""
         for msg in messages:
             if msg.error():
                 raise KafkaException(msg.error())
@@ -222,27 +265,56 @@ class Predictor:
         frame, dead = self.validate(self.decode(messages))
         self.metrics.consumed.labels(self.target).inc(len(messages))
         self.metrics.batch_size.labels(self.target).observe(len(messages))
-
-        producer = self.producer
-        producer.begin_transaction()
-        predicted = shadowed = 0
+        outputs = []
         if not frame.empty:
             features = build_features(frame)
-            predicted = self._predict_and_produce(champion, frame, features)
-            if challenger is not None:
-                shadowed = self._predict_and_produce(challenger, frame, features)
-        transactions.produce_dead_letters(producer, self.dlq_topic, dead, self.group)
-        for letter in dead:
-            self.metrics.dead_letters.labels(self.target, letter.kind).inc()
-        self.metrics.commit_seconds.labels(self.target).observe(
-            transactions.commit(producer, self.consumer)
+            for model in (champion, challenger) if challenger is not None else (champion,):
+                outputs.append((model, *self._predict(model, frame, features)))
+        outcome = BatchOutcome(
+            consumed=len(messages),
+            predicted=len(frame) if outputs else 0,
+            dead_letters=len(dead),
+            shadowed=len(frame) if len(outputs) > 1 else 0,
+            versions={
+                CHAMPION: champion.version,
+                **({CHALLENGER: challenger.version} if challenger else {}),
+            },
         )
-        self._observe_latency(frame)
-        versions = {
-            CHAMPION: champion.version,
-            **({CHALLENGER: challenger.version} if challenger else {}),
-        }
-        return BatchOutcome(len(messages), predicted, len(dead), shadowed, versions)
+        return PreparedBatch(frame, dead, outputs, outcome)
+
+    def publish(self, prepared: PreparedBatch) -> Committing:
+        """Produce a prepared batch in a new transaction and start committing it with its offsets."""
+        assert self.consumer is not None
+        assert self.producer is not None
+        producer = self.producer
+        producer.begin_transaction()
+        for model, ride_ids, encoded in prepared.outputs:
+            transactions.produce_all(producer, self.output_topic, encoded, ride_ids)
+            self.metrics.predictions.labels(self.target, model.role, model.version).inc(
+                len(ride_ids)
+            )
+            self.metrics.model_in_use(model.role, model.name, model.version)
+        transactions.produce_dead_letters(producer, self.dlq_topic, prepared.dead, self.group)
+        for letter in prepared.dead:
+            self.metrics.dead_letters.labels(self.target, letter.kind).inc()
+        commit = transactions.CommitInFlight(producer, self.consumer)
+        return Committing(commit, prepared.frame, prepared.outcome)
+
+    def _settle(self, on_batch: Callable[[BatchOutcome], None] | None) -> None:
+        """Wait for the batch being committed; raises its commit's error."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        self.metrics.commit_seconds.labels(self.target).observe(committing.commit.wait())
+        self._observe_latency(committing.frame)
+        if on_batch is not None:
+            on_batch(committing.outcome)
+
+    def _settle_quietly(self, on_batch: Callable[[BatchOutcome], None] | None) -> None:
+        # Before an abort: a commit still running must end first; if it failed, the abort and
+        # rewind that follow deal with it.
+        with contextlib.suppress(KafkaException):
+            self._settle(on_batch)
 
     def decode(self, messages: list[Message]) -> Decoded:
         """Decode a batch into one frame (see :class:`ridestream.batches.BatchReader`)."""
@@ -253,21 +325,15 @@ class Predictor:
         valid = self.reader.validate(decoded)
         return valid.frame, valid.dead
 
-    def _predict_and_produce(
+    def _predict(
         self, model: LoadedModel, frame: pd.DataFrame, features: np.ndarray
-    ) -> int:
+    ) -> tuple[list[str], list[bytes]]:
         started = time.perf_counter()
         values = model.predict(features)
         self.metrics.predict_seconds.labels(self.target, model.role).observe(
             time.perf_counter() - started
         )
-        ride_ids, encoded = self.encode_predictions(model, frame, values)
-        assert self.producer is not None
-        transactions.produce_all(self.producer, self.output_topic, encoded, ride_ids)
-        n = len(frame)
-        self.metrics.predictions.labels(self.target, model.role, model.version).inc(n)
-        self.metrics.model_in_use(model.role, model.name, model.version)
-        return n
+        return self.encode_predictions(model, frame, values)
 
     def encode_predictions(
         self, model: LoadedModel, frame: pd.DataFrame, values: np.ndarray
