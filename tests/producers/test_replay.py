@@ -81,6 +81,32 @@ def test_ten_thousand_real_rides_arrive_exactly_once(kafka_settings: Settings) -
 
 
 @pytest.mark.kafka
+def test_a_paced_replay_sends_one_batch_per_tick_at_most(
+    kafka_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delivery reports wake the loop every few milliseconds; a batch still waits for its tick
+    (each batch costs milliseconds of validation and encoding whatever its size)."""
+    from producers.publisher import RidePublisher
+
+    batches: list[int] = []
+    publish = RidePublisher.publish_started_batch
+
+    def counted(self: RidePublisher, frame: pd.DataFrame) -> int:
+        batches.append(len(frame))
+        return publish(self, frame)
+
+    monkeypatch.setattr(RidePublisher, "publish_started_batch", counted)
+    summary = replay(
+        kafka_settings, FEBRUARY, rate=2000, limit=2000, completions=False, id_prefix="tick-",
+        progress=False, tick_s=0.1,
+    )  # fmt: skip
+    assert summary.rides_started == sum(batches) == 2000
+    # One second of rides in 0.1 s ticks: about ten batches (a slow tick may hold a few more).
+    assert len(batches) <= 13
+    assert summary.elapsed_s < 3
+
+
+@pytest.mark.kafka
 @pytest.mark.slow
 def test_a_broker_killed_and_restarted_during_a_replay_loses_and_doubles_nothing(
     tmp_path: Path,
