@@ -117,9 +117,17 @@ def parse_ride(body: bytes) -> RideRequest:
     try:
         return RideRequest.model_validate_json(body)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
-        ) from None
+        errors = [_body_error(error) for error in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def _body_error(error: Any) -> dict[str, Any]:
+    """A pydantic error as FastAPI words a body's: under ``body``, and never echoing raw bytes (a
+    body that is not JSON, or not even UTF-8, would break the error's own JSON encoding)."""
+    located = {**error, "loc": ("body", *error["loc"])}
+    if isinstance(located.get("input"), bytes):
+        del located["input"]
+    return located
 
 
 # The route reads its body itself (parse_ride); this tells OpenAPI, and so clients and

@@ -106,6 +106,11 @@ def test_missing_fields_malformed_json_and_huge_bodies_are_refused(client: TestC
     )
     assert malformed.status_code == 422
     assert malformed.json()["detail"][0]["type"] == "json_invalid"
+    not_utf8 = client.post(  # found by schemathesis: the error must not echo undecodable bytes
+        "/v1/predictions", content=b"\x88", headers={"content-type": "application/json"}
+    )
+    assert not_utf8.status_code == 422
+    assert not_utf8.json()["detail"][0]["type"] == "json_invalid"
     huge = client.post("/v1/predictions", json={**RIDE, "ride_id": "x" * 20_000})
     assert huge.status_code == 413
 
