@@ -53,11 +53,7 @@ from ridestream.events import RideStarted, utc_now
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.features import build_features
 from ridestream.kafka import transactions
-from ridestream.kafka.clients import (
-    consumer_config,
-    next_batch,
-    rewind_to_committed,
-)
+from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
 from ridestream.metrics import PredictorMetrics, serve
 from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
@@ -204,16 +200,15 @@ class Predictor:
             self.transactional_id,
         )
         try:
-            not_before = 0.0
+            batches = Batches(
+                consumer,
+                self.config.batch_max_messages,
+                self.config.batch_max_wait_s,
+                self.config.batch_linger_s,
+            )
             while not stop.is_set():
                 rebalances = self._rebalances
-                messages = next_batch(
-                    consumer,
-                    self.config.batch_max_messages,
-                    self.config.batch_max_wait_s,
-                    not_before,
-                )
-                not_before = time.monotonic() + self.config.batch_linger_s
+                messages = batches.next()
                 try:
                     prepared = self.prepare(messages) if messages else None
                     self._settle(on_batch)  # the previous batch's commit, overlapped until here

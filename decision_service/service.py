@@ -55,10 +55,10 @@ from ridestream.events import TARGETS, Decision, Prediction, RideCompleted, Ride
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.kafka import transactions
 from ridestream.kafka.clients import (
+    Batches,
     consumer_config,
     is_transient,
     make_admin,
-    next_batch,
     unique_group_id,
 )
 from ridestream.metrics import DecisionMetrics, serve
@@ -193,15 +193,14 @@ class DecisionService:
             self.store.engine.url.render_as_string(hide_password=True),
         )
         try:
-            not_before = 0.0
+            batches = Batches(
+                consumer,
+                self.config.batch_max_messages,
+                self.config.batch_max_wait_s,
+                self.config.batch_linger_s,
+            )
             while not stop.is_set():
-                messages = next_batch(
-                    consumer,
-                    self.config.batch_max_messages,
-                    self.config.batch_max_wait_s,
-                    not_before,
-                )
-                not_before = time.monotonic() + self.config.batch_linger_s
+                messages = batches.next()
                 try:
                     outcome = self.process(messages)
                 except (KafkaException, SQLAlchemyError, SchemaRegistryUnavailableError) as exc:

@@ -174,6 +174,8 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     distance = _numbers(rides["trip_distance"])
     distance[distance < 0] = np.nan
     rate_code = _numbers(rides["rate_code"])
+    # App-dispatched rides arrive without rate code, payment and trip type, and price apart.
+    app_dispatched = np.isnan(rate_code)
 
     out = np.empty((len(pickup), len(FEATURES)), dtype=np.float64)
     column = _COLUMN
@@ -198,13 +200,12 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     out[:, column["payment_type"]] = _numbers(rides["payment_type"])
     out[:, column["trip_type"]] = _numbers(rides["trip_type"])
     out[:, column["holiday"]] = holiday
-    # App-dispatched rides arrive without rate code, payment and trip type, and price apart.
-    out[:, column["missing_info"]] = np.isnan(rate_code)
+    out[:, column["missing_info"]] = app_dispatched
     out[:, column["peak"]] = (day_of_week < 5) & (hour >= 16) & (hour < 20) & ~holiday
     out[:, column["overnight"]] = (hour >= 20) | (hour < 6)
     out[:, column["congestion"]] = np.maximum(yellow[pu_index], yellow[do_index])
     out[:, column["app_fare_day"]] = np.where(
-        np.isnan(rate_code), pickup.astype(np.int64) / 86400.0, np.nan
+        app_dispatched, pickup.astype(np.int64) / 86400.0, np.nan
     )
     if unknown_time.any():
         out[np.ix_(unknown_time, _TIME_FEATURES)] = np.nan

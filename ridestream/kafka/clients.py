@@ -190,3 +190,21 @@ def batches_until_idle(
             yield batch
         elif last is not None and now - last > idle_timeout_s:
             return
+
+
+class Batches:
+    """:func:`next_batch` for a loop: each batch lingers until ``linger_s`` after the previous one
+    began (0: no linger)."""
+
+    def __init__(
+        self, consumer: Consumer, max_messages: int, max_wait_s: float, linger_s: float
+    ) -> None:
+        self.consumer, self.max_messages, self.max_wait_s = consumer, max_messages, max_wait_s
+        self.linger_s = linger_s
+        self._not_before = 0.0
+
+    def next(self) -> list[Message]:
+        """The next batch (empty when nothing came within ``max_wait_s``)."""
+        messages = next_batch(self.consumer, self.max_messages, self.max_wait_s, self._not_before)
+        self._not_before = time.monotonic() + self.linger_s
+        return messages

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ridestream import dlq
 from ridestream.exceptions import RidestreamError
@@ -83,21 +83,29 @@ def produce_dead_letters(
         )
 
 
-def commit(producer: Producer, consumer: Consumer) -> float:
-    """Add the consumer's positions to the transaction and commit it; returns the commit's
-    seconds."""
+def positions(consumer: Consumer) -> tuple[list[TopicPartition], Any]:
+    """What a transaction commits for the input: the consumer's positions and group metadata."""
     assignment = consumer.assignment()
-    if assignment:
-        producer.send_offsets_to_transaction(
-            consumer.position(assignment), consumer.consumer_group_metadata(), 30
-        )
+    return (consumer.position(assignment) if assignment else []), consumer.consumer_group_metadata()
+
+
+def commit_with(producer: Producer, offsets: list[TopicPartition], group: Any) -> float:
+    """Add the offsets to the transaction and commit it; returns the commit's seconds."""
+    if offsets:
+        producer.send_offsets_to_transaction(offsets, group, 30)
     started = time.perf_counter()
     producer.commit_transaction(30)
     return time.perf_counter() - started
 
 
+def commit(producer: Producer, consumer: Consumer) -> float:
+    """Add the consumer's positions to the transaction and commit it; returns the commit's
+    seconds."""
+    return commit_with(producer, *positions(consumer))
+
+
 class CommitInFlight:
-    """A transaction's commit (its offsets, then ``commit_transaction``) on a helper thread.
+    """A transaction's commit (:func:`commit_with`) on a helper thread.
 
     Sending the offsets and committing are round trips to two coordinators: ~10 ms a batch here,
     a quarter of a full batch's time. A loop's next consume, decode and model work need neither
@@ -106,10 +114,8 @@ class CommitInFlight:
     """
 
     def __init__(self, producer: Producer, consumer: Consumer) -> None:
-        assignment = consumer.assignment()
         # Taken here, on the loop's thread, before it consumes on: the positions after this batch.
-        self._offsets = consumer.position(assignment) if assignment else []
-        self._group = consumer.consumer_group_metadata()
+        self._offsets, self._group = positions(consumer)
         self._producer = producer
         self._error: BaseException | None = None
         self.seconds = 0.0  # the commit_transaction call alone, as commit() measures it
@@ -118,11 +124,7 @@ class CommitInFlight:
 
     def _commit(self) -> None:
         try:
-            if self._offsets:
-                self._producer.send_offsets_to_transaction(self._offsets, self._group, 30)
-            started = time.perf_counter()
-            self._producer.commit_transaction(30)
-            self.seconds = time.perf_counter() - started
+            self.seconds = commit_with(self._producer, self._offsets, self._group)
         except BaseException as exc:  # handed to the loop's thread by wait()
             self._error = exc
 
