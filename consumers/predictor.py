@@ -34,7 +34,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,7 +53,7 @@ from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableErro
 from ridestream.features import build_features
 from ridestream.kafka import transactions
 from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
-from ridestream.metrics import PredictorMetrics, serve
+from ridestream.metrics import PredictorMetrics, observe_all, serve
 from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.schemas import PREDICTION, RIDE_STARTED
@@ -361,19 +360,3 @@ class Predictor:
         event_ms = frame["event_time"].dt.tz_localize(None).to_numpy(dtype="datetime64[ms]")
         ages = (time.time() * 1000.0 - event_ms.view(np.int64)) / 1000.0
         observe_all(self.metrics.latency.labels(self.target), np.maximum(ages, 0.0))
-
-
-def observe_all(histogram: Any, amounts: np.ndarray) -> None:
-    """``histogram.observe`` of every amount, one update per bucket instead of one per amount.
-
-    The same buckets and sum as observing one by one (each amount counts in the first bucket whose
-    upper bound it does not exceed), without ~5 µs per ride of ``observe`` calls: at stream rates
-    the metric cost more than the Kafka client. prometheus_client has no bulk observe, so this
-    writes the histogram's own bucket and sum values.
-    """
-    bounds = np.asarray(histogram._upper_bounds)
-    counts = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=len(bounds))
-    histogram._sum.inc(float(amounts.sum()))
-    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
-        if count:
-            bucket.inc(count)

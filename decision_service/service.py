@@ -27,13 +27,13 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from confluent_kafka import (
     Consumer,
     KafkaError,
@@ -51,7 +51,7 @@ from decision_service.evaluation import OnlineEvaluator
 from decision_service.policy import Estimate, decide
 from ridestream import dlq
 from ridestream.batches import BatchReader
-from ridestream.events import TARGETS, Decision, Prediction, RideCompleted, RideStarted
+from ridestream.events import TARGETS, Decision, Prediction, RideCompleted
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.kafka import transactions
 from ridestream.kafka.clients import (
@@ -61,8 +61,8 @@ from ridestream.kafka.clients import (
     make_admin,
     unique_group_id,
 )
-from ridestream.metrics import DecisionMetrics, serve
-from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
+from ridestream.metrics import DecisionMetrics, observe_all, serve
+from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED
 from ridestream.serde import SingleObjectSerde, make_serde
 from ridestream.settings import Settings
 from ridestream.store import (
@@ -114,7 +114,7 @@ class _Decoded:
     predictions: list[dict[str, Any]] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)  # of each prediction
     completions: list[dict[str, Any]] = field(default_factory=list)
-    started: pd.DataFrame = field(default_factory=pd.DataFrame)
+    started: list[Message] = field(default_factory=list)  # read by the drift monitor
     dead: list[dlq.DeadLetter] = field(default_factory=list)
 
 
@@ -146,7 +146,6 @@ class DecisionService:
         self.drift = drift or DriftMonitor(settings, self.store, self.metrics)
         self.prediction_reader = BatchReader(Prediction, SingleObjectSerde(PREDICTION))
         self.completed_reader = BatchReader(RideCompleted, make_serde(RIDE_COMPLETED, settings))
-        self.started_reader = BatchReader(RideStarted, make_serde(RIDE_STARTED, settings))
         self.decision_serde = SingleObjectSerde(DECISION)
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -297,7 +296,7 @@ class DecisionService:
         self._publish(messages, claimed, decoded.dead, token)
         if claimed:
             self.store.settle(self.config.instance_id, token)
-        self.drift.add(decoded.started)
+        self.drift.keep(decoded.started)
         self._observe(decisions, chosen, decoded)
         outcome.decided = len(decisions)
         outcome.partial = sum(d.partial for d in decisions)
@@ -375,7 +374,7 @@ class DecisionService:
     def _decode(self, messages: list[Message]) -> _Decoded:
         """Each topic's messages as a validated frame (column by column where possible), then the
         store's rows; what breaks a contract becomes a dead letter (not rides.started's: the
-        predictors dead-letter bad rides, here they only stay out of the drift window)."""
+        predictors dead-letter bad rides; the drift monitor reads them, and keeps the bad ones out)."""
         by_topic: dict[str, list[Message]] = {
             self.predictions_topic: [],
             self.completed_topic: [],
@@ -418,8 +417,7 @@ class DecisionService:
                     "stored_at_ms": received,
                 }
             )
-        if self.config.drift.enabled:
-            decoded.started = self.started_reader.read(by_topic[self.started_topic]).frame
+        decoded.started = by_topic[self.started_topic]
         return decoded
 
     # -- metrics --------------------------------------------------------------------------------
@@ -433,13 +431,20 @@ class DecisionService:
         m.consumed.labels(self.predictions_topic).inc(len(decoded.predictions))
         m.consumed.labels(self.completed_topic).inc(len(decoded.completions))
         m.consumed.labels(self.started_topic).inc(len(decoded.started))
-        at = now_ms()
-        for decision in decisions:
-            m.decisions.labels("partial" if decision.partial else "full").inc()
-            for action in decision.actions:
-                m.actions.labels(action).inc()
-            source_ms = min(p.source_event_time_ms for p in chosen[decision.ride_id].values())
-            m.latency.observe(max(at - source_ms, 0) / 1000)
+        if not decisions:
+            return
+        completeness = Counter("partial" if d.partial else "full" for d in decisions)
+        for label, count in completeness.items():
+            m.decisions.labels(label).inc(count)
+        for action, count in Counter(a for d in decisions for a in d.actions).items():
+            m.actions.labels(action).inc(count)
+        # A ride's latency runs from its earliest prediction's source event (its RideStarted).
+        source_ms = np.fromiter(
+            (min(p.source_event_time_ms for p in chosen[d.ride_id].values()) for d in decisions),
+            dtype=np.int64,
+            count=len(decisions),
+        )
+        observe_all(m.latency, np.maximum(now_ms() - source_ms, 0) / 1000)
 
     # -- recovery -------------------------------------------------------------------------------
     def _recover(self) -> None:

@@ -10,12 +10,29 @@ import json
 import logging
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+def observe_all(histogram: Any, amounts: np.ndarray) -> None:
+    """``histogram.observe`` of every amount, one update per bucket instead of one per amount.
+
+    The same buckets and sum as observing one by one (each amount counts in the first bucket whose
+    upper bound it does not exceed), without ~5 µs per ride of ``observe`` calls: at stream rates
+    the metric cost more than the Kafka client. prometheus_client has no bulk observe, so this
+    writes the histogram's own bucket and sum values.
+    """
+    bounds = np.asarray(histogram._upper_bounds)
+    counts = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=len(bounds))
+    histogram._sum.inc(float(amounts.sum()))
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
 
 
 class PredictorMetrics:

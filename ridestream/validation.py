@@ -11,6 +11,7 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 import annotated_types
@@ -49,7 +50,8 @@ def _base(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def rules_of(model: type[Event]) -> list[_Rule]:
+@cache  # a model's fields do not change; every batch of every consumer asks
+def rules_of(model: type[Event]) -> tuple[_Rule, ...]:
     """One rule per model field, in field order, from the model's own constraints."""
     rules = []
     for name, info in model.model_fields.items():
@@ -79,7 +81,7 @@ def rules_of(model: type[Event]) -> list[_Rule]:
         else:
             kind = "other"
         rules.append(_Rule(name, required=not nullable, kind=kind, **bounds))
-    return rules
+    return tuple(rules)
 
 
 def _broken(rule: _Rule, column: pd.Series) -> tuple[np.ndarray, str]:
@@ -103,10 +105,13 @@ def _broken(rule: _Rule, column: pd.Series) -> tuple[np.ndarray, str]:
         if rule.ge is not None or rule.le is not None:
             reasons.append(f"must be within [{rule.ge}, {rule.le}]")
     elif rule.kind == "text":
-        not_text = present & ~column.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
-        bad |= not_text
+        # A string column (what decoders and pandas make of text) holds text or missing values
+        # only: the per-row type check is for object columns.
+        if not isinstance(column.dtype, pd.StringDtype):
+            bad |= present & ~column.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
+            column = column.astype("string")
         reasons.append("must be text")
-        lengths = column.astype("string").str.len().to_numpy(dtype=np.float64, na_value=np.nan)
+        lengths = column.str.len().to_numpy(dtype=np.float64, na_value=np.nan)
         if rule.min_length is not None:
             bad |= present & (lengths < rule.min_length)
         if rule.max_length is not None:

@@ -262,30 +262,6 @@ def test_moving_the_alias_mid_stream_switches_version_at_a_batch_boundary(
     assert {p["model_version"] for p in champions} == set(versions)
 
 
-def test_observe_all_fills_a_histogram_as_observing_one_by_one() -> None:
-    from prometheus_client import CollectorRegistry, Histogram
-
-    from consumers.predictor import observe_all
-    from ridestream.metrics import LATENCY_BUCKETS
-
-    amounts = [0.0, *LATENCY_BUCKETS[:3], 0.004, 0.2, 0.2, 3.0, 1e9]
-    one_by_one, at_once = (
-        Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=CollectorRegistry()) for _ in range(2)
-    )
-    for amount in amounts:
-        one_by_one.observe(amount)
-    observe_all(at_once, np.array(amounts))
-
-    def state(histogram: Histogram) -> list[tuple[str, str | None, float]]:
-        return [
-            (s.name, s.labels.get("le"), s.value)
-            for s in histogram.collect()[0].samples
-            if not s.name.endswith("_created")
-        ]
-
-    assert state(at_once) == state(one_by_one)
-
-
 def test_decode_keeps_input_order_when_both_decoders_have_rows() -> None:
     """Rows the columnar decoder leaves (here an upper-case uuid, which fastavro accepts) are
     decoded record by record and merged back in place; undecodable ones become dead letters."""
