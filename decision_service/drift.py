@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import Message
 
+from decision_service.background import in_background
 from decision_service.retrain import Retrainer
 from ridestream.batches import BatchReader
 from ridestream.drift import psi
@@ -75,6 +77,7 @@ class DriftMonitor:
         self.metrics = metrics
         self.retrainer = retrainer or Retrainer(settings, store, metrics)
         self._profile = profile
+        self._loading: Future[dict[str, Any] | None] | None = None
         self._window = np.full((self.config.window_rides, len(FEATURES)), np.nan)
         self._next = 0  # where the next row goes
         self.seen = 0  # rides added in total (kept messages included)
@@ -86,13 +89,25 @@ class DriftMonitor:
 
     @property
     def profile(self) -> dict[str, Any] | None:
-        """The reference profile, loaded from the registry on first use."""
+        """The reference profile, once read from the registry (None until then: see prefetch)."""
         if self._profile is None and self.config.enabled:
-            try:
-                self._profile = load_reference_profile(self.settings)
-            except Exception:  # the registry being down must not stop decisions
-                logger.exception("could not load the reference profile; drift is not watched yet")
+            loading = self.prefetch()
+            if loading.done():
+                try:
+                    self._profile = loading.result()
+                except Exception:  # the registry being down must not stop decisions
+                    logger.exception(
+                        "could not load the reference profile; drift is not watched yet"
+                    )
+                    self._loading = None  # asked again at the next check
         return self._profile
+
+    def prefetch(self) -> Future[dict[str, Any] | None]:
+        """Start reading the reference profile off the decision loop (once): its first read
+        imports mlflow, seconds of CPU that must not stall decisions."""
+        if self._loading is None:
+            self._loading = in_background(load_reference_profile, self.settings)
+        return self._loading
 
     def add(self, rides: pd.DataFrame) -> None:
         """Add the features of a frame of decoded, valid RideStarted events to the window."""

@@ -17,9 +17,7 @@ retraining is triggered.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,12 +26,13 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from decision_service.background import in_background
 from decision_service.retrain import Retrainer
 from ridestream.events import TARGETS
 from ridestream.metrics import DecisionMetrics
-from ridestream.registry import CHALLENGER, MODEL_NAMES, alias_version, promote
+from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, promote
 from ridestream.settings import Settings
-from ridestream.store import DecisionStore
+from ridestream.store import DecisionStore, evaluation_of
 from ridestream.tracking import mlflow_client
 
 logger = logging.getLogger(__name__)
@@ -128,6 +127,25 @@ class OnlineEvaluator:
         # The registry is read off the decision loop: its first use imports mlflow (seconds), and
         # a slow or unreachable registry must not hold decisions back.
         self._validation: dict[tuple[str, str], Future[float | None]] = {}
+        self._champions: Future[dict[tuple[str, str], float | None]] | None = None
+
+    def prefetch(self) -> Future[dict[tuple[str, str], float | None]]:
+        """Start reading the champions' validation MAEs (once), so that the first online-error
+        check finds them rather than importing mlflow in the middle of the stream."""
+        if self._champions is None:
+            self._champions = in_background(
+                champion_validation_maes, self.settings.mlflow.resolved_tracking_uri
+            )
+            self._champions.add_done_callback(self._remember_champions)
+        return self._champions
+
+    def _remember_champions(self, read: Future[dict[tuple[str, str], float | None]]) -> None:
+        if read.exception() is not None:
+            return  # each version is then read when first needed
+        for key, value in read.result().items():
+            known: Future[float | None] = Future()
+            known.set_result(value)
+            self._validation.setdefault(key, known)
 
     def maybe_refresh(self, force: bool = False) -> None:
         """Every refresh interval: metrics, promotion, online-error check."""
@@ -135,7 +153,10 @@ class OnlineEvaluator:
         if not force and now - self._last < self.refresh_interval_s:
             return
         self._last = now
-        window = self.store.evaluation(self.config.window_rides)
+        # Each version's recent rides, read once (through an index, whatever the history): the
+        # windowed figures and the challengers' comparison both come from them.
+        recent = self.store.recent_errors(self.config.window_rides)
+        window = evaluation_of(recent)
         total = self.store.evaluation()
         for scope, frame in (("window", window), ("total", total)):
             for row in frame.to_dict(orient="records"):
@@ -143,14 +164,13 @@ class OnlineEvaluator:
                 self.metrics.online_mae.labels(*labels).set(row["mae"])
                 self.metrics.online_rmse.labels(*labels).set(row["rmse"])
                 self.metrics.online_count.labels(*labels).set(row["count"])
-        self._act_on_challengers()
+        self._act_on_challengers(recent)
         self._check_online_error(window)
 
-    def _act_on_challengers(self) -> None:
-        # The recent rides of each version: a comparison of how they do now, read through an
-        # index whatever the history (the full history is the report's, on demand).
+    def _act_on_challengers(self, recent: pd.DataFrame) -> None:
+        # The recent rides of each version: how they do now (the full history is the report's).
         comparisons = compare_challengers(
-            self.store.recent_errors(self.config.window_rides),
+            recent,
             self.config.promote_margin,
             self.config.promote_min_rides,
         )
@@ -205,6 +225,8 @@ class OnlineEvaluator:
         when it was not logged); a failed read is retried at the next refresh."""
         key = (name, version)
         lookup = self._validation.get(key)
+        if lookup is None and self._champions is not None and not self._champions.done():
+            return None  # the champions are being read: one registry read at a time
         if lookup is None:
             self._validation[key] = in_background(
                 validation_mae, self.settings.mlflow.resolved_tracking_uri, name, version
@@ -220,29 +242,28 @@ class OnlineEvaluator:
             return None
 
 
-def in_background(function: Callable[..., T], *args: Any) -> Future[T]:
-    """``function(*args)`` in a daemon thread: a registry call that hangs (a remote server's
-    HTTP retries last minutes) must not hold the process's exit, as a pool's worker would."""
-    future: Future[T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(function(*args))
-        except BaseException as exc:  # handed to whoever reads the future
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name=f"background-{function.__name__}", daemon=True).start()
-    return future
-
-
-def validation_mae(tracking_uri: str, name: str, version: str) -> float | None:
+def validation_mae(tracking_uri: str, name: str, version: str, client: Any = None) -> float | None:
     """The validation MAE logged with a model version at training (None if not logged)."""
     from ridestream.settings import MlflowSettings
 
-    client = mlflow_client(MlflowSettings(tracking_uri=tracking_uri))
+    client = client or mlflow_client(MlflowSettings(tracking_uri=tracking_uri))
     run_id = client.get_model_version(name, version).run_id
     value = client.get_run(run_id).data.metrics.get("valid_mae")
     return float(value) if value is not None else None
+
+
+def champion_validation_maes(tracking_uri: str) -> dict[tuple[str, str], float | None]:
+    """Each target's champion (name, version) and its validation MAE."""
+    from ridestream.settings import MlflowSettings
+
+    client = mlflow_client(MlflowSettings(tracking_uri=tracking_uri))
+    maes = {}
+    for target in TARGETS:
+        name = MODEL_NAMES[target]
+        version = alias_version(client, name, CHAMPION)
+        if version is not None:
+            maes[name, version] = validation_mae(tracking_uri, name, version, client)
+    return maes
 
 
 def report(store: DecisionStore, settings: Settings, output: Path | None) -> dict[str, Any]:

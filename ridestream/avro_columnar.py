@@ -19,10 +19,13 @@ and names what is wrong.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fastavro
 import numpy as np
 import pandas as pd
 
@@ -40,15 +43,25 @@ Piece = tuple[
 @dataclass(frozen=True)
 class _Field:
     name: str
-    kind: str  # boolean | int | long | float | double | string | enum
+    kind: str  # boolean | int | long | float | double | string | enum | whole
     logical: str | None
     null_branch: int | None  # position of "null" in a ["null", T] union; None = required
     symbols: tuple[str, ...] = ()
+    # kind "whole" (arrays, records, maps, other unions: encoded value by value, see _whole)
+    writer: Any = None  # the field's parsed schema
+    encoded: dict[Any, bytes] = dataclasses.field(default_factory=dict, compare=False)
 
 
-def _plan(schema: SchemaVersion) -> list[_Field]:
+def _plan(schema: SchemaVersion, *, whole: bool = False) -> list[_Field]:
+    """The fields of a flat record; with ``whole``, any other field is written value by value."""
+    named: dict[str, Any] = {}
+    fastavro.parse_schema(schema.raw, named_schemas=named)
     fields = []
     for field in schema.raw["fields"]:
+        if whole and not _flat(field["type"]):
+            writer = fastavro.parse_schema(field["type"], named_schemas=named)
+            fields.append(_Field(field["name"], "whole", None, None, writer=writer))
+            continue
         avro, null_branch = field["type"], None
         if isinstance(avro, list):
             others = [b for b in avro if b != "null"]
@@ -70,6 +83,55 @@ def _plan(schema: SchemaVersion) -> list[_Field]:
             )
         )
     return fields
+
+
+def _flat(avro: Any) -> bool:
+    """Whether a field type is columnar: a supported type, or [null, one]."""
+    if isinstance(avro, list):
+        others = [b for b in avro if b != "null"]
+        return len(avro) == 2 and len(others) == 1 and _flat(others[0])
+    spec = avro if isinstance(avro, dict) else {"type": avro}
+    return spec["type"] in _SUPPORTED
+
+
+def _plain(value: Any) -> Any:
+    """What fastavro writes of a value: models as their dicts, tuples as lists."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _whole(field: _Field, values: Sequence[Any]) -> Piece:
+    """A field fastavro writes, one distinct value at a time.
+
+    Fields of this kind (a decision's actions, the models it used) take a handful of distinct
+    values over thousands of records: each is written once, then copied. Values are remembered by
+    themselves when hashable (pass tuples), else by their repr.
+    """
+    memo = field.encoded
+    if len(memo) > 10_000:  # many distinct values: this field gains nothing from memory
+        memo.clear()
+    encoded = []
+    for value in values:
+        try:
+            key = (type(value), value)
+            hash(key)
+        except TypeError:
+            key = (type(value), repr(value))
+        data = memo.get(key)
+        if data is None:
+            buffer = io.BytesIO()
+            fastavro.schemaless_writer(buffer, field.writer, _plain(value))
+            data = memo[key] = buffer.getvalue()
+        encoded.append(data)
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    width = max(int(lengths.max()) if len(encoded) else 0, 1)
+    matrix = np.array(encoded, dtype=f"S{width}").view(np.uint8).reshape(len(encoded), width)
+    return lengths, matrix
 
 
 def zigzag_varints(values: np.ndarray) -> Piece:
@@ -169,6 +231,11 @@ def _present(field: _Field, series: pd.Series) -> Any:
 
 
 def _column_pieces(field: _Field, column: Any, n: int) -> list[Piece]:
+    if field.kind == "whole":  # fastavro checks these values (a null too, in its union)
+        try:
+            return [_whole(field, list(column))]
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise ValidationError(field.name, str(exc)) from exc
     series = column if isinstance(column, pd.Series) else pd.Series(column)
     missing = series.isna().to_numpy(dtype=bool)
     if field.null_branch is None:
@@ -188,12 +255,13 @@ def _column_pieces(field: _Field, column: Any, n: int) -> list[Piece]:
 
 
 class ColumnarEncoder:
-    """Encodes batches of one flat record type into single-object framed messages."""
+    """Encodes batches of one record type into single-object framed messages: flat fields column
+    by column, any other field (arrays, nested records) value by value through fastavro."""
 
     def __init__(self, schema: SchemaVersion, header: bytes) -> None:
         self.schema = schema
         self.header = np.frombuffer(header, dtype=np.uint8)
-        self.fields = _plan(schema)
+        self.fields = _plan(schema, whole=True)
 
     def encode(self, columns: Mapping[str, Any], n: int) -> list[bytes]:
         """Encode ``n`` rows given as one column per field; ValidationError names a bad field."""

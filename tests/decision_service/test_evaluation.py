@@ -159,17 +159,23 @@ def test_auto_promotion_moves_the_champion_alias_in_the_registry(
     assert total == 600
 
 
-def test_online_error_above_the_validation_mae_triggers_retraining(
-    filled_store: DecisionStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def champion_with_validation_mae(tmp_path: Path, mae: float) -> Settings:
+    """A registry whose ride-duration champion (v1) logged ``mae`` at validation."""
     settings = mlflow_settings(tmp_path, decisions=DecisionSettings(home=tmp_path))
     client = mlflow_client(settings.mlflow)
     experiment = client.create_experiment("validation")
     run = client.create_run(experiment)
-    client.log_metric(run.info.run_id, "valid_mae", 1.0)  # the champion's MAE online is ~3.2
+    client.log_metric(run.info.run_id, "valid_mae", mae)
     client.create_registered_model("ride-duration")
     client.create_model_version("ride-duration", (tmp_path / "model").as_uri(), run.info.run_id)
     promote(client, "ride-duration", "1")
+    return settings
+
+
+def test_online_error_above_the_validation_mae_triggers_retraining(
+    filled_store: DecisionStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = champion_with_validation_mae(tmp_path, 1.0)  # the champion's MAE online is ~3.2
     evaluator = OnlineEvaluator(settings, filled_store, DecisionMetrics())
 
     # The registry is read off the loop: the first refresh only asks, a later one acts.
@@ -180,6 +186,18 @@ def test_online_error_above_the_validation_mae_triggers_retraining(
 
     assert filled_store.last_retrain_ms() is not None
     assert "online error: ride-duration v1 MAE" in caplog.text
+
+
+def test_champions_read_at_start_up_serve_the_first_check(
+    filled_store: DecisionStore, tmp_path: Path
+) -> None:
+    settings = champion_with_validation_mae(tmp_path, 1.0)
+    evaluator = OnlineEvaluator(settings, filled_store, DecisionMetrics())
+
+    assert evaluator.prefetch().result(timeout=60) == {("ride-duration", "1"): 1.0}
+    evaluator.maybe_refresh(force=True)
+
+    assert filled_store.last_retrain_ms() is not None  # no second registry read waited for
 
 
 def test_the_report_has_the_table_the_comparison_and_the_plot(

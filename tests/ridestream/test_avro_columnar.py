@@ -31,7 +31,7 @@ def as_columns(records: list[dict[str, Any]], names: list[str]) -> dict[str, lis
     return {name: [record[name] for record in records] for name in names}
 
 
-@pytest.mark.parametrize("name", FLAT_RECORDS)
+@pytest.mark.parametrize("name", [*FLAT_RECORDS, DECISION])  # a decision's arrays value by value
 def test_columnar_bytes_equal_fastavro_bytes(name: str) -> None:
     serde = SingleObjectSerde(name)
     encoder = ColumnarEncoder(serde.schema, serde.header)
@@ -123,10 +123,31 @@ def test_bad_columns_are_named() -> None:
         encoder.encode(without, 1)
 
 
-def test_nested_records_are_not_columnar() -> None:
+def test_nested_records_are_not_decoded_column_by_column() -> None:
     serde = SingleObjectSerde(DECISION)
     with pytest.raises(SchemaError, match="not columnar"):
-        ColumnarEncoder(serde.schema, serde.header)
+        ColumnarDecoder(serde.schema, serde.header)
+
+
+def test_values_written_whole_are_encoded_once_each() -> None:
+    serde = SingleObjectSerde(DECISION)
+    encoder = ColumnarEncoder(serde.schema, serde.header)
+    record = {
+        "ride_id": "r",
+        "quote": None,
+        "duration_minutes": 12.5,
+        "eta": None,
+        "expected_tip": None,
+        "actions": ("driver_incentive",),
+        "models": ({"target": "duration", "model_name": "ride-duration", "model_version": "3"},),
+        "partial": True,
+        "decided_at": datetime(2023, 2, 1, tzinfo=UTC),
+    }
+    rows = [record, {**record, "actions": ()}, record]
+    encoded = encoder.encode(as_columns(rows, list(record)), 3)
+    assert encoded == [serde.encode(row) for row in rows]
+    actions = next(f for f in encoder.fields if f.name == "actions")
+    assert len(actions.encoded) == 2  # one per distinct value, tuples remembered by themselves
 
 
 def test_random_uuids_are_version_4_and_distinct() -> None:
