@@ -54,6 +54,7 @@ from ridestream.store import DECIDED, DecisionStore, rides
 from ridestream.tlc import month_file
 
 WARMUP_S = 10.0
+TICK_S = 0.1
 
 
 @contextmanager
@@ -217,6 +218,9 @@ def steady_decisions(
                         total,
                         id_prefix="steady-",
                         progress=False,
+                        # bench.stream's schedule: a batch every 100 ms (the replay shares the
+                        # two cores; each batch has a fixed cost whatever its size).
+                        tick_s=TICK_S,
                     )
                 )
             )

@@ -79,6 +79,7 @@ from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import create_topics
 from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHAMPION, MODEL_NAMES
+from ridestream.runtime import settle_for_streaming
 from ridestream.schemas import RIDE_STARTED
 from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
@@ -141,6 +142,7 @@ def in_memory(
         for offset, (value, key) in enumerate(zip(payloads, keys, strict=True))
     ]
     batch = settings.predictor.batch_max_messages
+    settle_for_streaming()  # as the predictor process does before its first batch
     # One batch untimed first: the feature tables and holidays load once per process.
     model.predict(build_features(predictor.validate(predictor.decode(messages[:batch]))[0]))
     spent = dict.fromkeys(STAGES, 0.0)

@@ -56,6 +56,7 @@ from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committ
 from ridestream.metrics import PredictorMetrics, observe_all, serve
 from ridestream.models import AliasedModel, LoadedModel
 from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from ridestream.runtime import settle_for_streaming
 from ridestream.schemas import PREDICTION, RIDE_STARTED
 from ridestream.serde import Serde, SingleObjectSerde, make_serde
 from ridestream.settings import Settings
@@ -191,6 +192,7 @@ class Predictor:
         if self.challenger is not None:
             self.challenger.start_polling()
         consumer, producer = self.consumer, self.producer = self._connect()
+        settle_for_streaming()  # models and clients loaded: what stays from here is steady
         backoff = self.config.retry_backoff_s
         logger.info(
             "predictor target=%s group=%s transactional.id=%s started",

@@ -64,6 +64,7 @@ from ridestream.kafka.clients import (
     unique_group_id,
 )
 from ridestream.metrics import DecisionMetrics, observe_all, serve
+from ridestream.runtime import settle_for_streaming
 from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED
 from ridestream.serde import SingleObjectSerde, make_serde
 from ridestream.settings import Settings
@@ -187,6 +188,7 @@ class DecisionService:
         serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
         self._read_registry()
         consumer, producer = self.consumer, self.producer = self._connect()
+        settle_for_streaming()  # models and clients loaded: what stays from here is steady
         self._recover()
         self._decision_floor = self._end_offsets()
         backoff = self.config.retry_backoff_s

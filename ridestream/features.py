@@ -112,6 +112,8 @@ def _numbers(column: Any) -> np.ndarray:
     """Any column (list with None, nullable pandas, numpy) as float64 with NaN for missing."""
     # Always a fresh array: callers mark bad values in place.
     if isinstance(column, pd.Series):
+        if isinstance(column.dtype, np.dtype):  # nothing missing to map: a plain copy
+            return column.to_numpy(dtype=np.float64, copy=True)
         return np.array(column.to_numpy(dtype=np.float64, na_value=np.nan))
     array = np.asarray(column)
     if array.dtype == object:
@@ -126,6 +128,8 @@ def _zones(column: Any) -> np.ndarray:
 
 
 def _timestamps(column: Any) -> np.ndarray:
+    if isinstance(column, pd.Series) and isinstance(column.dtype, np.dtype):
+        column = column.to_numpy()
     if isinstance(column, np.ndarray) and np.issubdtype(column.dtype, np.datetime64):
         return column.astype("datetime64[s]")  # already parsed: pandas' parser costs ~0.3 ms
     if isinstance(column, pd.Series) and column.dt.tz is not None:

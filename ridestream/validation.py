@@ -84,18 +84,42 @@ def rules_of(model: type[Event]) -> tuple[_Rule, ...]:
     return tuple(rules)
 
 
+def _missing(column: pd.Series) -> np.ndarray:
+    """Which rows hold no value; numpy-typed columns answer without pandas' machinery (a batch's
+    fixed cost: ~20 checks a batch, tens of µs each through ``isna``)."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind == "f":
+            return np.asarray(np.isnan(column.to_numpy()))
+        if dtype.kind in "iub":
+            return np.zeros(len(column), dtype=bool)
+        if dtype.kind in "mM":
+            return np.asarray(np.isnat(column.to_numpy()))
+    return column.isna().to_numpy(dtype=bool)
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    """A column as float64, NaN where missing or not a number."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+        return column.to_numpy(dtype=np.float64)
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_numeric_dtype(dtype):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def _broken(rule: _Rule, column: pd.Series) -> tuple[np.ndarray, str]:
     """Rows of a column that break a rule, and why (one reason per rule)."""
-    missing = column.isna().to_numpy(dtype=bool)
+    missing = _missing(column)
     bad = missing.copy() if rule.required else np.zeros(len(column), dtype=bool)
     reasons = ["a value is required"] if rule.required else []
     present = ~missing
     if rule.kind in ("number", "integer"):
-        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _numbers(column)
         not_number = present & np.isnan(values)
         if rule.kind == "integer":
             not_number |= present & ~np.isnan(values) & (values != np.round(values))
-        bad |= not_number | (present & ~np.isfinite(np.nan_to_num(values, nan=0.0)))
+        bad |= not_number | (present & np.isinf(values))
         reasons.append("must be a finite " + ("integer" if rule.kind == "integer" else "number"))
         with np.errstate(invalid="ignore"):
             if rule.ge is not None:
