@@ -74,6 +74,7 @@ from ridestream.store import (
     epoch_ms,
     instant,
     now_ms,
+    to_ms,
     wall_clock,
 )
 
@@ -369,18 +370,22 @@ class DecisionService:
     def encode_decisions(self, decisions: list[Decision]) -> list[bytes]:
         """The Decision messages' values, encoded column by column (byte for byte what fastavro
         writes: tests/decision_service/test_service.py holds them to it)."""
+        # Typed arrays (missing as NaN/NaT), not lists of objects: the encoder then needs no
+        # pandas to find the missing values.
         return self.decision_encoder.encode(
             {
                 "ride_id": [d.ride_id for d in decisions],
-                "quote": [d.quote for d in decisions],
-                "duration_minutes": [d.duration_minutes for d in decisions],
-                "eta": [d.eta for d in decisions],
-                "expected_tip": [d.expected_tip for d in decisions],
+                "quote": np.array([d.quote for d in decisions], dtype=np.float64),
+                "duration_minutes": np.array(
+                    [d.duration_minutes for d in decisions], dtype=np.float64
+                ),
+                "eta": np.array([d.eta for d in decisions], dtype="datetime64[ms]"),
+                "expected_tip": np.array([d.expected_tip for d in decisions], dtype=np.float64),
                 # Tuples: a handful of distinct values, each encoded once (see avro_columnar).
                 "actions": [tuple(d.actions) for d in decisions],
                 "models": [tuple(d.models) for d in decisions],
-                "partial": [d.partial for d in decisions],
-                "decided_at": [d.decided_at for d in decisions],
+                "partial": np.array([d.partial for d in decisions], dtype=bool),
+                "decided_at": np.array([to_ms(d.decided_at) for d in decisions], dtype=np.int64),
             },
             len(decisions),
         )

@@ -168,6 +168,10 @@ def _strings(values: Sequence[str]) -> list[Piece]:
 
 
 def _millis(column: Any, aware: bool, name: str) -> np.ndarray:
+    if isinstance(column, np.ndarray) and column.dtype.kind in "iuM":  # ms, or naive instants
+        if column.dtype.kind == "M":
+            return column.astype("datetime64[ms]").view(np.int64)
+        return column.astype(np.int64, copy=False)
     series = pd.Series(column)
     if pd.api.types.is_integer_dtype(series.dtype):
         return series.to_numpy(dtype=np.int64)
@@ -230,22 +234,62 @@ def _present(field: _Field, series: pd.Series) -> Any:
     return series.tolist()
 
 
+_TIMESTAMPS = ("timestamp-millis", "local-timestamp-millis")
+
+
+def _split(field: _Field, column: Any, n: int) -> tuple[np.ndarray, Any] | None:
+    """Which rows are missing and the present values, for the columns that need no pandas to
+    tell (numpy arrays, lists of text, datetime columns); None for the others.
+
+    A batch pays pandas' per-call overhead once per field whatever its size: through pandas,
+    a batch of predictions cost ~2.8 ms before its first record.
+    """
+    if isinstance(column, pd.Series) and isinstance(column.dtype, pd.DatetimeTZDtype):
+        if field.logical != "timestamp-millis":
+            return None  # a local timestamp with a zone: pandas' path names the error
+        column = column.to_numpy(dtype="datetime64[ms]")  # the UTC instants
+    elif isinstance(column, pd.Series) and isinstance(column.dtype, np.dtype):
+        column = column.to_numpy()
+    if isinstance(column, np.ndarray):
+        kind = column.dtype.kind
+        if kind == "M" and field.logical not in _TIMESTAMPS:
+            return None
+        if kind in "iub":
+            return np.zeros(n, dtype=bool), column
+        if kind in "fM":
+            missing = np.isnan(column) if kind == "f" else np.isnat(column)
+            return missing, column[~missing] if missing.any() else column
+        return None
+    if (
+        isinstance(column, list)
+        and field.kind in ("string", "enum")
+        and all(type(value) is str for value in column)
+    ):
+        return np.zeros(n, dtype=bool), column
+    return None
+
+
 def _column_pieces(field: _Field, column: Any, n: int) -> list[Piece]:
     if field.kind == "whole":  # fastavro checks these values (a null too, in its union)
         try:
             return [_whole(field, list(column))]
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise ValidationError(field.name, str(exc)) from exc
-    series = column if isinstance(column, pd.Series) else pd.Series(column)
-    missing = series.isna().to_numpy(dtype=bool)
+    split = _split(field, column, n)
+    if split is None:
+        series = column if isinstance(column, pd.Series) else pd.Series(column)
+        missing = series.isna().to_numpy(dtype=bool)
+        present_values = _present(field, series.iloc[np.flatnonzero(~missing)])
+    else:
+        missing, present_values = split
     if field.null_branch is None:
         if missing.any():
             raise ValidationError(field.name, "a value is required")
-        return _values(field, _present(field, series))
+        return _values(field, present_values)
     branch = np.where(missing, field.null_branch, 1 - field.null_branch)
     pieces = [zigzag_varints(branch)]
     present = np.flatnonzero(~missing)
-    for lengths, matrix in _values(field, _present(field, series.iloc[present])):
+    for lengths, matrix in _values(field, present_values):
         full_lengths = np.zeros(n, dtype=np.int64)
         full_lengths[present] = lengths
         full = np.zeros((n, matrix.shape[1]), dtype=np.uint8)

@@ -187,15 +187,17 @@ def to_ms(value: datetime) -> int:
 
 
 def epoch_ms(column: Any) -> np.ndarray:
-    """Epoch milliseconds of a column of datetimes, as :func:`to_ms` does for one."""
+    """Epoch milliseconds of a column of datetimes, as :func:`to_ms` does for one (a zone-aware
+    column is read as the UTC instants it holds, a naive one as UTC numbers)."""
     times = column if isinstance(column, pd.Series) else pd.Series(column)
     if not pd.api.types.is_datetime64_any_dtype(times):
         times = pd.to_datetime(times)
-    if times.dt.tz is not None:
-        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-    if times.dt.unit not in ("s", "ms"):  # finer than milliseconds: round to whole ones first
+    dtype: Any = times.dtype
+    unit = dtype.unit if isinstance(dtype, pd.DatetimeTZDtype) else np.datetime_data(dtype)[0]
+    if unit not in ("s", "ms"):  # finer than milliseconds: round to whole ones, as to_ms does
         times = times.dt.round("ms")
-    return np.asarray(times.astype("datetime64[ms]")).view(np.int64)
+    # Straight to numpy (~5 µs, against ~0.5 ms through the .dt accessors; a batch asks five times).
+    return times.to_numpy(dtype="datetime64[ms]").view(np.int64)
 
 
 def instant(ms: int) -> datetime:
