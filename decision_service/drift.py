@@ -31,7 +31,7 @@ from decision_service.retrain import Retrainer
 from ridestream.batches import BatchReader
 from ridestream.drift import psi
 from ridestream.events import TARGETS, RideStarted
-from ridestream.features import FEATURES, build_features
+from ridestream.features import FEATURES, build_features, holiday_dates, zone_tables
 from ridestream.metrics import DecisionMetrics
 from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version
 from ridestream.schemas import RIDE_STARTED
@@ -107,6 +107,9 @@ class DriftMonitor:
         imports mlflow, seconds of CPU that must not stall decisions."""
         if self._loading is None:
             self._loading = in_background(load_reference_profile, self.settings)
+            # The feature tables too (zones, holidays: ~0.1 s once), or the first check pays.
+            zone_tables()
+            holiday_dates()
         return self._loading
 
     def add(self, rides: pd.DataFrame) -> None:
