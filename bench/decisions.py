@@ -3,8 +3,9 @@
 Three predictor processes (duration, cost, tip) and one decision service process, each started as
 users start them (``ridestream predict`` / ``ridestream decide``), on topics of their own and a
 fresh SQLite decision store. Real February rides are replayed at a fixed rate with their
-completions (``producers.replay``: RideStarted stamped with its event time when sent, RideCompleted
-as each ride ends on the compressed clock). Measured, after a warm-up:
+completions (``producers.replay``, a batch every 100 ms as ``bench.stream``'s steady part sends
+them: RideStarted stamped with its event time when sent, RideCompleted as each ride ends on the
+compressed clock). Measured, after a warm-up:
 
 - decisions/s at steady state (decisions stored per second of the measured window), and whether
   the service kept up (every published ride decided, none on partial predictions);

@@ -11,8 +11,12 @@ as ``make demo`` does, when there is none), for every part.
    (``ridestream predict --target duration``, ``RIDESTREAM_PREDICTOR__SHADOW=false``: no
    challenger shadow a registry may hold), end to end with transactions, on a pre-filled topic
    (``--rides``), ``--runs`` times:
-   rides/s from its first to its last prediction visible to a ``read_committed`` reader. Kafka and
-   transactions cost what end to end costs beyond the stages.
+   rides/s from its first to its last batch visible to a ``read_committed`` reader, told by its
+   consumer group's committed offsets (they commit in the same transaction as the predictions; a
+   reader consuming and decoding every prediction alongside took a share of the two cores and
+   slowed the predictor ~15%). The predictions are read afterwards: every ride once, and the rate
+   of their own ``predicted_at`` stamps as a second clock. Kafka and transactions cost what end to
+   end costs beyond the stages.
 2. **The Quix Streams peer** (``bench/peers/quix_predictor.py``, its own virtualenv) on the same
    topic with the same model and features; its rides/s are the better of the visible rate and
    the rate of its own ``predicted_at`` stamps (its commits come every 5 s, which quantize the
@@ -60,6 +64,7 @@ from bench.common import (
     write_results,
 )
 from bench.harness import (
+    CommittedProgress,
     Follower,
     alive_check,
     cpu_seconds,
@@ -71,7 +76,7 @@ from bench.harness import (
 )
 from bench.peers import quix
 from bench.publish import ride_frame
-from consumers.predictor import Predictor
+from consumers.predictor import Predictor, group_id
 from producers.publisher import RidePublisher
 from ridestream.avro_columnar import ColumnarEncoder, random_uuids
 from ridestream.features import build_features
@@ -218,17 +223,36 @@ def end_to_end(
     run = fresh_prefix(settings, "stream")
     try:
         prefill(run, payloads, keys)
+        rides = len(payloads)
+        progress = CommittedProgress(run, group_id(run, TARGET), run.topics.full("started"))
+        try:
+            with predictor_process(run, backend, log) as process:
+                alive = alive_check(process, "the predictor", LOG)
+                # From the first visible batch on: start-up (imports, model loading) excluded.
+                began, first = progress.until(1, 300, alive)
+                cpu = cpu_seconds(process.pid)
+                ended, _ = progress.until(rides, 600, alive)
+                cpu = cpu_seconds(process.pid) - cpu
+        finally:
+            progress.close()
+        # What it made visible, read once it is done: every ride once, and its own predicted_at
+        # stamps as a second clock that no observer can slow.
         follower = Follower(run, run.topics.full("predictions"))
-        with predictor_process(run, backend, log) as process:
-            alive = alive_check(process, "the predictor", LOG)
-            follower.until(1, 300, alive)
-            # CPU from the first visible batch on: start-up (imports, model loading) excluded.
-            first, cpu = follower.count, cpu_seconds(process.pid)
-            follower.until(len(payloads), 600, alive)
-            cpu = cpu_seconds(process.pid) - cpu
-        follower.close()
-        ours = {"backend": backend, "rides": len(payloads), **follower.rates(len(payloads))}
-        ours["predictor_cpu_us_per_ride"] = round(cpu * 1e6 / (len(payloads) - first), 2)
+        try:
+            follower.until(rides, 120, lambda: None)
+            stamped = follower.rates(rides)["rides_per_s_by_predicted_at"]
+        finally:
+            follower.close()
+        if follower.count != rides:
+            raise RuntimeError(f"{follower.count} predictions for {rides} rides")
+        ours = {
+            "backend": backend,
+            "rides": rides,
+            "rides_per_s": round((rides - first) / (ended - began), 1),
+            "rides_per_s_by_predicted_at": stamped,
+            "seconds": round(ended - began, 3),
+            "predictor_cpu_us_per_ride": round(cpu * 1e6 / (rides - first), 2),
+        }
         theirs = None
         if peer_model is not None:
             theirs = run_peer(run, peer_model, len(payloads), log)

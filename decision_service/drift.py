@@ -6,8 +6,8 @@ threshold.
 The live window holds the features of the last ``window_rides`` valid rides in a ring buffer
 (fixed memory); PSI is computed every ``check_interval_s`` once ``min_rides`` have been seen.
 RideStarted messages are kept as they come (the last ``window_rides`` of them) and decoded only
-when PSI is computed: decoding every ride as it passes cost the service a fifth of its time for a
-window read twice a minute.
+when PSI is computed: decoding every ride as it passes cost the service about a tenth of its time,
+for a window read twice a minute.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class DriftMonitor:
         imports mlflow, seconds of CPU that must not stall decisions."""
         if self._loading is None:
             self._loading = in_background(load_reference_profile, self.settings)
-            # The feature tables too (zones, holidays: ~0.1 s once), or the first check pays.
+            # The feature tables too (zones, holidays: ~0.9 s once), or the first check pays.
             zone_tables()
             holiday_dates()
         return self._loading

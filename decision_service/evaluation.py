@@ -21,7 +21,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,6 @@ from ridestream.store import DecisionStore, evaluation_of
 from ridestream.tracking import mlflow_client
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 REFRESH_INTERVAL_S = 10.0
 

@@ -369,7 +369,7 @@ class DecisionService:
 
     def encode_decisions(self, decisions: list[Decision]) -> list[bytes]:
         """The Decision messages' values, encoded column by column (byte for byte what fastavro
-        writes: tests/decision_service/test_service.py holds them to it)."""
+        writes: tests/decision_service/test_encoding.py holds them to it)."""
         # Typed arrays (missing as NaN/NaT), not lists of objects: the encoder then needs no
         # pandas to find the missing values.
         return self.decision_encoder.encode(
