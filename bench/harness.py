@@ -174,7 +174,7 @@ class CommittedProgress:
     committed offsets: they commit in the same Kafka transaction as its output, so they move
     exactly when a ``read_committed`` reader would see the output. One offset request per poll,
     where a :class:`Follower` consumes and decodes every output record on the cores the loop under
-    test runs on (at ~30,000 rides/s it took a share of them: the predictor measured ~15% slower).
+    test runs on (at ~30,000 rides/s it took a share of them: the predictor measured 10–20% slower).
     """
 
     def __init__(self, settings: Settings, group: str, topic: str) -> None:

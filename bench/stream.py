@@ -14,7 +14,7 @@ as ``make demo`` does, when there is none), for every part.
    rides/s from its first to its last batch visible to a ``read_committed`` reader, told by its
    consumer group's committed offsets (they commit in the same transaction as the predictions; a
    reader consuming and decoding every prediction alongside took a share of the two cores and
-   slowed the predictor ~15%). The predictions are read afterwards: every ride once, and the rate
+   slowed the predictor 10–20%). The predictions are read afterwards: every ride once, and the rate
    of their own ``predicted_at`` stamps as a second clock. Kafka and transactions cost what end to
    end costs beyond the stages.
 2. **The Quix Streams peer** (``bench/peers/quix_predictor.py``, its own virtualenv) on the same
