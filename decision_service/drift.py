@@ -80,7 +80,7 @@ class DriftMonitor:
         self._loading: Future[dict[str, Any] | None] | None = None
         self._window = np.full((self.config.window_rides, len(FEATURES)), np.nan)
         self._next = 0  # where the next row goes
-        self.seen = 0  # rides added in total (kept messages included)
+        self.seen = 0  # RideStarted messages kept in total (the invalid ones included)
         self._filled = 0  # rows of the window holding a ride
         self._kept: deque[Message] = deque(maxlen=self.config.window_rides)
         self._reader = BatchReader(RideStarted, make_serde(RIDE_STARTED, settings))
@@ -111,13 +111,6 @@ class DriftMonitor:
             zone_tables()
             holiday_dates()
         return self._loading
-
-    def add(self, rides: pd.DataFrame) -> None:
-        """Add the features of a frame of decoded, valid RideStarted events to the window."""
-        if rides.empty or not self.config.enabled:
-            return
-        self._add_features(rides)
-        self.seen += len(rides)
 
     def keep(self, messages: Sequence[Message]) -> None:
         """Keep RideStarted messages for the window; they are read when PSI is computed (the
