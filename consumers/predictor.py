@@ -9,9 +9,13 @@ own consumer group; several processes of one target share its partitions. Per ba
 
 The commit (two round trips to the coordinators) runs on a helper thread while the loop consumes
 and prepares the next batch, which touches neither the producer nor a transaction; the loop waits
-for it before producing again, so there is still one transaction at a time and a batch's offsets
-are the positions right after it. A batch consumed across a rebalance is dropped and read again
-from the committed offsets.
+for it before producing again, so there is still one transaction at a time and a transaction's
+offsets are the positions right after its last batch. When the next batch is ready before the
+commit has ended, the loop does not wait: it prepares what has already arrived, up to
+``transaction_max_batches`` batches, and they all go into the next transaction. Under a backlog
+the commit's round trips are then hidden behind model work, and there are fewer, larger
+transactions; at moderate rates the commit ends first and every batch is its own transaction.
+Batches consumed across a rebalance are dropped and read again from the committed offsets.
 
 Decoding and encoding are columnar (``ridestream.avro_columnar``), a batch at a time: at stream
 rates fastavro's record-at-a-time calls were the largest stage after the model
@@ -33,6 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,11 +99,10 @@ class PreparedBatch:
 
 @dataclass
 class Committing:
-    """A batch whose transaction is being committed on the helper thread."""
+    """The batches of a transaction being committed on the helper thread."""
 
     commit: transactions.CommitInFlight
-    frame: pd.DataFrame
-    outcome: BatchOutcome
+    batches: list[PreparedBatch]
 
 
 class Predictor:
@@ -144,6 +148,8 @@ class Predictor:
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._committing: Committing | None = None
+        # One commit at a time, on one thread (started at the first commit).
+        self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._rebalances = 0  # revocations and losses so far: a batch read across one is dropped
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -211,9 +217,14 @@ class Predictor:
                 rebalances = self._rebalances
                 messages = batches.next()
                 try:
-                    prepared = self.prepare(messages) if messages else None
-                    self._settle(on_batch)  # the previous batch's commit, overlapped until here
-                    if prepared is None:
+                    prepared = [self.prepare(messages)] if messages else []
+                    while prepared and self._still_committing(len(prepared)):
+                        more = batches.ready()
+                        if not more:
+                            break
+                        prepared.append(self.prepare(more))
+                    self._settle(on_batch)  # the previous transaction, overlapped until here
+                    if not prepared:
                         continue
                     if self._rebalances != rebalances:
                         # Read across a rebalance: some of it may be another consumer's now.
@@ -234,6 +245,7 @@ class Predictor:
                 logger.warning("the last batch's commit failed (%s); aborting it", exc)
                 with contextlib.suppress(KafkaException):
                     producer.abort_transaction(10)
+            self._commits.shutdown()
             self.champion.stop()
             if self.challenger is not None:
                 self.challenger.stop()
@@ -278,33 +290,47 @@ class Predictor:
         )
         return PreparedBatch(frame, dead, outputs, outcome)
 
-    def publish(self, prepared: PreparedBatch) -> Committing:
-        """Produce a prepared batch in a new transaction and start committing it with its offsets."""
+    def publish(self, prepared: list[PreparedBatch]) -> Committing:
+        """Produce prepared batches, all consumed since the last transaction, in a new one, and
+        start committing it with the consumer's positions after them."""
         assert self.consumer is not None
         assert self.producer is not None
         producer = self.producer
         producer.begin_transaction()
-        for model, ride_ids, encoded in prepared.outputs:
-            transactions.produce_all(producer, self.output_topic, encoded, ride_ids)
-            self.metrics.predictions.labels(self.target, model.role, model.version).inc(
-                len(ride_ids)
-            )
-            self.metrics.model_in_use(model.role, model.name, model.version)
-        transactions.produce_dead_letters(producer, self.dlq_topic, prepared.dead, self.group)
-        for letter in prepared.dead:
-            self.metrics.dead_letters.labels(self.target, letter.kind).inc()
-        commit = transactions.CommitInFlight(producer, self.consumer)
-        return Committing(commit, prepared.frame, prepared.outcome)
+        for batch in prepared:
+            for model, ride_ids, encoded in batch.outputs:
+                transactions.produce_all(producer, self.output_topic, encoded, ride_ids)
+                self.metrics.predictions.labels(self.target, model.role, model.version).inc(
+                    len(ride_ids)
+                )
+                self.metrics.model_in_use(model.role, model.name, model.version)
+            transactions.produce_dead_letters(producer, self.dlq_topic, batch.dead, self.group)
+            for letter in batch.dead:
+                self.metrics.dead_letters.labels(self.target, letter.kind).inc()
+        commit = transactions.CommitInFlight(producer, self.consumer, self._commits)
+        return Committing(commit, prepared)
+
+    def _still_committing(self, prepared: int) -> bool:
+        """Whether the previous transaction is still committing and the next may take another
+        batch (the loop would otherwise only wait for it)."""
+        committing = self._committing
+        return (
+            committing is not None
+            and not committing.commit.done()
+            and prepared < self.config.transaction_max_batches
+        )
 
     def _settle(self, on_batch: Callable[[BatchOutcome], None] | None) -> None:
-        """Wait for the batch being committed; raises its commit's error."""
+        """Wait for the transaction being committed; raises its commit's error."""
         committing, self._committing = self._committing, None
         if committing is None:
             return
         self.metrics.commit_seconds.labels(self.target).observe(committing.commit.wait())
-        self._observe_latency(committing.frame)
-        if on_batch is not None:
-            on_batch(committing.outcome)
+        self.metrics.transaction_batches.labels(self.target).observe(len(committing.batches))
+        for batch in committing.batches:
+            self._observe_latency(batch.frame)
+            if on_batch is not None:
+                on_batch(batch.outcome)
 
     def _settle_quietly(self, on_batch: Callable[[BatchOutcome], None] | None) -> None:
         # Before an abort: a commit still running must end first; if it failed, the abort and

@@ -88,6 +88,14 @@ class PredictorMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.transaction_batches = Histogram(
+            "ridestream_transaction_batches",
+            "Batches per committed transaction (above 1: batches were ready before the previous "
+            "transaction had committed)",
+            ["target"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+            registry=registry,
+        )
         self.aborts = Counter(
             "ridestream_transaction_aborts_total",
             "Aborted transactions",

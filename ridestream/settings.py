@@ -101,6 +101,13 @@ class PredictorSettings(BaseModel):
         description="A batch that is not full gathers until this long after the previous one "
         "began: fewer transactions at moderate rates, for that much latency (0 = no linger).",
     )
+    transaction_max_batches: int = Field(
+        default=4,
+        ge=1,
+        description="While a transaction commits, batches that have already arrived are "
+        "prepared for the next one, up to this many (a backlog then commits fewer, larger "
+        "transactions instead of waiting on each; 1 = one batch a transaction).",
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
     metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in
     retry_backoff_s: float = Field(default=0.5, gt=0)

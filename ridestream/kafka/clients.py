@@ -208,3 +208,9 @@ class Batches:
         messages = next_batch(self.consumer, self.max_messages, self.max_wait_s, self._not_before)
         self._not_before = time.monotonic() + self.linger_s
         return messages
+
+    def ready(self) -> list[Message]:
+        """Up to a batch of what has already arrived, without waiting or lingering (empty when
+        nothing has): for a loop that has time to fill before it can use a batch."""
+        messages: list[Message] = self.consumer.consume(self.max_messages, 0)
+        return messages

@@ -5,9 +5,9 @@ consumer's positions, and on a failure abort it and rewind to the committed offs
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -111,29 +111,23 @@ class CommitInFlight:
     a quarter of a full batch's time. A loop's next consume, decode and model work need neither
     the producer nor the transaction, so they go on meanwhile; the loop waits for this before it
     touches the producer again. librdkafka's calls release the GIL while they wait.
+
+    ``commits`` is the loop's own one-thread executor, so commits run one at a time and in order:
+    a thread per commit cost the loop ~1 ms a batch, waiting for each new thread to start.
     """
 
-    def __init__(self, producer: Producer, consumer: Consumer) -> None:
+    def __init__(self, producer: Producer, consumer: Consumer, commits: Executor) -> None:
         # Taken here, on the loop's thread, before it consumes on: the positions after this batch.
-        self._offsets, self._group = positions(consumer)
-        self._producer = producer
-        self._error: BaseException | None = None
-        self.seconds = 0.0  # the commit_transaction call alone, as commit() measures it
-        self._thread = threading.Thread(target=self._commit, name="commit", daemon=True)
-        self._thread.start()
+        offsets, group = positions(consumer)
+        self._future = commits.submit(commit_with, producer, offsets, group)
 
-    def _commit(self) -> None:
-        try:
-            self.seconds = commit_with(self._producer, self._offsets, self._group)
-        except BaseException as exc:  # handed to the loop's thread by wait()
-            self._error = exc
+    def done(self) -> bool:
+        """Whether the commit has ended (either way): :meth:`wait` would not block."""
+        return self._future.done()
 
     def wait(self) -> float:
         """Block until committed, and return the commit's seconds; raises the commit's error."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self.seconds
+        return self._future.result()
 
 
 def abort_and_rewind(producer: Producer, consumer: Consumer, exc: Exception) -> str:

@@ -100,6 +100,61 @@ def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
     np.testing.assert_allclose([by_id[f"p-{i:07d}"] for i in range(rides)], offline, rtol=1e-12)
 
 
+@pytest.mark.parametrize("max_batches", [1, 4])
+def test_batches_ready_while_a_transaction_commits_go_into_the_next_one(
+    stream_settings: Settings, max_batches: int
+) -> None:
+    rides = 2000
+    replay(
+        stream_settings,
+        month_file("2023-02"),
+        rate=0,
+        limit=rides,
+        completions=False,
+        id_prefix="t-",
+        progress=False,
+    )
+    # A backlog in small batches: each is prepared in a fraction of a commit's round trips.
+    loop = stream_settings.predictor.model_copy(
+        update={
+            "batch_max_messages": 25,
+            "batch_linger_s": 0,
+            "transaction_max_batches": max_batches,
+        }
+    )
+    predictor = Predictor(stream_settings.model_copy(update={"predictor": loop}), "duration")
+    done = threading.Event()
+    counted: list[int] = []
+
+    def watch(outcome: BatchOutcome) -> None:
+        counted.append(outcome.predicted)
+        if sum(counted) >= rides:
+            done.set()
+
+    outcomes = run_until(predictor, done, watch)
+    registry, labels = predictor.metrics.registry, {"target": "duration"}
+    sample = registry.get_sample_value
+    transactions = sample("ridestream_transaction_batches_count", labels)
+    assert sample("ridestream_transaction_batches_sum", labels) == len(outcomes)
+    assert sample("ridestream_transaction_commit_seconds_count", labels) == transactions
+    at_most_max = sample(
+        "ridestream_transaction_batches_bucket", {**labels, "le": f"{max_batches}.0"}
+    )
+    assert at_most_max == transactions  # never more than the setting
+    if max_batches == 1:
+        assert transactions == len(outcomes)
+    else:
+        assert transactions < len(outcomes)
+
+    messages = consume_all(
+        stream_settings, stream_settings.topics.full("predictions"), expected=rides
+    )
+    serde = SingleObjectSerde(PREDICTION)
+    per_ride = Counter(serde.decode(m.value())["ride_id"] for m in messages)
+    assert len(per_ride) == rides
+    assert max(per_ride.values()) == 1
+
+
 def run_until(predictor: Predictor, done: threading.Event, watch: Any) -> list[BatchOutcome]:
     """Run a predictor in a thread until ``watch`` sets ``done`` (or two minutes pass), then stop it."""
     outcomes: list[BatchOutcome] = []
