@@ -23,8 +23,8 @@ rates fastavro's record-at-a-time calls were the largest stage after the model
 
 Anything that cannot be decoded or breaks the contract goes to the DLQ in the same transaction,
 so it is dead-lettered exactly once too, and the rest of the batch goes on. On a transaction
-error the batch is aborted, the consumer rewound to the committed offsets, and the batch retried
-after a backoff; a fatal error (this producer was fenced) ends the loop. Models are read once per
+error the transaction is aborted, the consumer rewound to the committed offsets, and its batches
+retried after a backoff; a fatal error (this producer was fenced) ends the loop. Models are read once per
 batch from alias-following handles, so an alias move takes effect at the next batch boundary.
 """
 
@@ -174,7 +174,7 @@ class Predictor:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Rebalance callbacks run inside consume(): no transaction is open for producing then,
-        # though the last batch's may still be committing on the helper thread. It is not waited
+        # though the last transaction may still be committing on the helper thread. It is not waited
         # for here (its offset commit may be refused until the rebalance ends): it commits its
         # outputs and offsets together or not at all, the partitions' next owner reads committed
         # offsets only once no transaction holds them (read_committed asks for stable offsets),
@@ -192,7 +192,7 @@ class Predictor:
     def run(
         self, stop: threading.Event, on_batch: Callable[[BatchOutcome], None] | None = None
     ) -> None:
-        """Consume until ``stop`` is set; the batch in flight is finished or aborted, then clients close."""
+        """Consume until ``stop`` is set; the transaction in flight is finished or aborted, then clients close."""
         serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
         self.champion.start_polling()
         if self.challenger is not None:
@@ -240,9 +240,9 @@ class Predictor:
                 backoff = self.config.retry_backoff_s
         finally:
             try:
-                self._settle(on_batch)  # the last batch commits before the clients close
+                self._settle(on_batch)  # the last transaction commits before the clients close
             except KafkaException as exc:
-                logger.warning("the last batch's commit failed (%s); aborting it", exc)
+                logger.warning("the last transaction's commit failed (%s); aborting it", exc)
                 with contextlib.suppress(KafkaException):
                     producer.abort_transaction(10)
             self._commits.shutdown()

@@ -117,7 +117,8 @@ class CommitInFlight:
     """
 
     def __init__(self, producer: Producer, consumer: Consumer, commits: Executor) -> None:
-        # Taken here, on the loop's thread, before it consumes on: the positions after this batch.
+        # Taken here, on the loop's thread, before it consumes on: the positions after the
+        # transaction's batches.
         offsets, group = positions(consumer)
         self._future = commits.submit(commit_with, producer, offsets, group)
 
