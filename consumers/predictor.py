@@ -10,12 +10,13 @@ own consumer group; several processes of one target share its partitions. Per ba
 The commit (two round trips to the coordinators) runs on a helper thread while the loop consumes
 and prepares the next batch, which touches neither the producer nor a transaction; the loop waits
 for it before producing again, so there is still one transaction at a time and a transaction's
-offsets are the positions right after its last batch. When the next batch is ready before the
-commit has ended, the loop does not wait: it prepares what has already arrived, up to
-``transaction_max_batches`` batches, and they all go into the next transaction. Under a backlog
-the commit's round trips are then hidden behind model work, and there are fewer, larger
-transactions; at moderate rates the commit ends first and every batch is its own transaction.
-Batches consumed across a rebalance are dropped and read again from the committed offsets.
+offsets are the positions right after its last batch. A transaction takes more than one batch,
+up to ``transaction_max_batches``, of what has already arrived: while the previous transaction
+still commits (instead of waiting for it), and under a backlog (the last batch was full), where
+every transaction's fixed work on the broker (offsets, markers on every partition, the
+transaction log) took a share of the two cores the loop shares with it. At moderate rates
+batches are not full, the commit ends first, and every batch is its own transaction. Batches
+consumed across a rebalance are dropped and read again from the committed offsets.
 
 Decoding and encoding are columnar (``ridestream.avro_columnar``), a batch at a time: at stream
 rates fastavro's record-at-a-time calls were the largest stage after the model
@@ -218,7 +219,7 @@ class Predictor:
                 messages = batches.next()
                 try:
                     prepared = [self.prepare(messages)] if messages else []
-                    while prepared and self._still_committing(len(prepared)):
+                    while prepared and self._takes_another(prepared):
                         more = batches.ready()
                         if not more:
                             break
@@ -310,15 +311,16 @@ class Predictor:
         commit = transactions.CommitInFlight(producer, self.consumer, self._commits)
         return Committing(commit, prepared)
 
-    def _still_committing(self, prepared: int) -> bool:
-        """Whether the previous transaction is still committing and the next may take another
-        batch (the loop would otherwise only wait for it)."""
+    def _takes_another(self, prepared: list[PreparedBatch]) -> bool:
+        """Whether the next transaction takes another batch, if one has already arrived: while
+        the previous transaction still commits (the loop would only wait for it), or under a
+        backlog (the last batch was full), up to ``transaction_max_batches``."""
+        if len(prepared) >= self.config.transaction_max_batches:
+            return False
+        if prepared[-1].outcome.consumed >= self.config.batch_max_messages:
+            return True
         committing = self._committing
-        return (
-            committing is not None
-            and not committing.commit.done()
-            and prepared < self.config.transaction_max_batches
-        )
+        return committing is not None and not committing.commit.done()
 
     def _settle(self, on_batch: Callable[[BatchOutcome], None] | None) -> None:
         """Wait for the transaction being committed; raises its commit's error."""

@@ -104,9 +104,9 @@ class PredictorSettings(BaseModel):
     transaction_max_batches: int = Field(
         default=4,
         ge=1,
-        description="While a transaction commits, batches that have already arrived are "
-        "prepared for the next one, up to this many (a backlog then commits fewer, larger "
-        "transactions instead of waiting on each; 1 = one batch a transaction).",
+        description="Batches one transaction may take, of what has already arrived, while the "
+        "previous one commits or under a backlog (fewer, larger transactions; 1 = one batch "
+        "a transaction).",
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
     metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in

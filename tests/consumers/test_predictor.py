@@ -101,7 +101,7 @@ def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
 
 
 @pytest.mark.parametrize("max_batches", [1, 4])
-def test_batches_ready_while_a_transaction_commits_go_into_the_next_one(
+def test_a_backlog_commits_several_batches_a_transaction_up_to_the_setting(
     stream_settings: Settings, max_batches: int
 ) -> None:
     rides = 2000
@@ -114,7 +114,7 @@ def test_batches_ready_while_a_transaction_commits_go_into_the_next_one(
         id_prefix="t-",
         progress=False,
     )
-    # A backlog in small batches: each is prepared in a fraction of a commit's round trips.
+    # A backlog in small batches: every batch is full, and the next one has already arrived.
     loop = stream_settings.predictor.model_copy(
         update={
             "batch_max_messages": 25,
