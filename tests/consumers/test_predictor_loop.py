@@ -7,7 +7,7 @@ from typing import Any, cast
 import pandas as pd
 import pytest
 
-from consumers.predictor import BatchOutcome, Committing, PreparedBatch, Predictor
+from consumers.predictor import BatchOutcome, Committing, Predictor, PreparedBatch
 from ridestream.settings import PredictorSettings
 from tests.conftest import make_settings
 
