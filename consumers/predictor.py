@@ -25,8 +25,9 @@ rates fastavro's record-at-a-time calls were the largest stage after the model
 Anything that cannot be decoded or breaks the contract goes to the DLQ in the same transaction,
 so it is dead-lettered exactly once too, and the rest of the batch goes on. On a transaction
 error the transaction is aborted, the consumer rewound to the committed offsets, and its batches
-retried after a backoff; a fatal error (this producer was fenced) ends the loop. Models are read once per
-batch from alias-following handles, so an alias move takes effect at the next batch boundary.
+retried after a backoff; a fatal error (this producer was fenced) ends the loop. Models are read
+once per batch from alias-following handles, so an alias move takes effect at the next batch
+boundary.
 """
 
 from __future__ import annotations
@@ -175,11 +176,11 @@ class Predictor:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Rebalance callbacks run inside consume(): no transaction is open for producing then,
-        # though the last transaction may still be committing on the helper thread. It is not waited
-        # for here (its offset commit may be refused until the rebalance ends): it commits its
-        # outputs and offsets together or not at all, the partitions' next owner reads committed
-        # offsets only once no transaction holds them (read_committed asks for stable offsets),
-        # and the loop aborts and rewinds if it failed.
+        # though the last transaction may still be committing on the helper thread. It is not
+        # waited for here (its offset commit may be refused until the rebalance ends): it commits
+        # its outputs and offsets together or not at all, the partitions' next owner reads
+        # committed offsets only once no transaction holds them (read_committed asks for stable
+        # offsets), and the loop aborts and rewinds if it failed.
         self._rebalances += 1
         logger.info("partitions revoked: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
@@ -193,7 +194,8 @@ class Predictor:
     def run(
         self, stop: threading.Event, on_batch: Callable[[BatchOutcome], None] | None = None
     ) -> None:
-        """Consume until ``stop`` is set; the transaction in flight is finished or aborted, then clients close."""
+        """Consume until ``stop`` is set; the transaction in flight is finished or aborted, then
+        the clients close."""
         serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
         self.champion.start_polling()
         if self.challenger is not None:

@@ -1,4 +1,5 @@
-"""Test helpers: read what really landed on a topic, run a service loop in a thread, wait."""
+"""Test helpers: put rides on the stream, read what really landed on a topic, run a service loop
+in a thread, wait."""
 
 from __future__ import annotations
 
@@ -9,8 +10,23 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message
 
+from producers.replay import replay
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.settings import Settings
+from ridestream.tlc import month_file
+
+
+def replay_started(settings: Settings, rides: int, id_prefix: str) -> None:
+    """February's first ``rides`` as RideStarted events, all at once, without completions."""
+    replay(
+        settings,
+        month_file("2023-02"),
+        rate=0,
+        limit=rides,
+        completions=False,
+        id_prefix=id_prefix,
+        progress=False,
+    )
 
 
 def consume_all(

@@ -29,7 +29,7 @@ from ridestream.settings import Settings
 from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
 from tests.conftest import mlflow_settings
-from tests.helpers import consume_all
+from tests.helpers import consume_all, replay_started
 from training.train import TrainResult
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -49,25 +49,9 @@ def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
 ) -> None:
     rides = 3000
     replayed_at = time.time()
-    replay(
-        stream_settings,
-        month_file("2023-02"),
-        rate=0,
-        limit=rides,
-        completions=False,
-        id_prefix="p-",
-        progress=False,
-    )
+    replay_started(stream_settings, rides, "p-")
     predictor = Predictor(stream_settings, "duration")
-    done = threading.Event()
-    counted: list[int] = []
-
-    def watch(outcome: BatchOutcome) -> None:
-        counted.append(outcome.predicted)
-        if sum(counted) >= rides:
-            done.set()
-
-    outcomes = run_until(predictor, done, watch)
+    outcomes = run_until_predicted(predictor, rides)
     assert sum(o.predicted for o in outcomes) == rides
     # Every prediction's age (event time → committed) is in the latency histogram, in seconds.
     registry, labels = predictor.metrics.registry, {"target": "duration"}
@@ -76,11 +60,7 @@ def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
     assert ages == rides
     assert 0 < total_age / rides < time.time() - replayed_at  # no event is older than the replay
 
-    messages = consume_all(
-        stream_settings, stream_settings.topics.full("predictions"), expected=rides
-    )
-    serde = SingleObjectSerde(PREDICTION)
-    predictions = [serde.decode(m.value()) for m in messages]
+    predictions = committed_predictions(stream_settings, rides)
     per_ride = Counter(p["ride_id"] for p in predictions)
     assert len(per_ride) == rides
     assert max(per_ride.values()) == 1
@@ -105,15 +85,7 @@ def test_a_backlog_commits_several_batches_a_transaction_up_to_the_setting(
     stream_settings: Settings, max_batches: int
 ) -> None:
     rides = 2000
-    replay(
-        stream_settings,
-        month_file("2023-02"),
-        rate=0,
-        limit=rides,
-        completions=False,
-        id_prefix="t-",
-        progress=False,
-    )
+    replay_started(stream_settings, rides, "t-")
     # A backlog in small batches: every batch is full, and the next one has already arrived.
     loop = stream_settings.predictor.model_copy(
         update={
@@ -123,15 +95,7 @@ def test_a_backlog_commits_several_batches_a_transaction_up_to_the_setting(
         }
     )
     predictor = Predictor(stream_settings.model_copy(update={"predictor": loop}), "duration")
-    done = threading.Event()
-    counted: list[int] = []
-
-    def watch(outcome: BatchOutcome) -> None:
-        counted.append(outcome.predicted)
-        if sum(counted) >= rides:
-            done.set()
-
-    outcomes = run_until(predictor, done, watch)
+    outcomes = run_until_predicted(predictor, rides)
     registry, labels = predictor.metrics.registry, {"target": "duration"}
     sample = registry.get_sample_value
     transactions = sample("ridestream_transaction_batches_count", labels)
@@ -146,13 +110,30 @@ def test_a_backlog_commits_several_batches_a_transaction_up_to_the_setting(
     else:
         assert transactions < len(outcomes)
 
-    messages = consume_all(
-        stream_settings, stream_settings.topics.full("predictions"), expected=rides
-    )
-    serde = SingleObjectSerde(PREDICTION)
-    per_ride = Counter(serde.decode(m.value())["ride_id"] for m in messages)
+    per_ride = Counter(p["ride_id"] for p in committed_predictions(stream_settings, rides))
     assert len(per_ride) == rides
     assert max(per_ride.values()) == 1
+
+
+def committed_predictions(settings: Settings, rides: int) -> list[dict[str, Any]]:
+    """The predictions a ``read_committed`` reader sees, decoded: read until ``rides`` have come,
+    and a moment more, so a duplicate still shows."""
+    messages = consume_all(settings, settings.topics.full("predictions"), expected=rides)
+    serde = SingleObjectSerde(PREDICTION)
+    return [serde.decode(m.value()) for m in messages]
+
+
+def run_until_predicted(predictor: Predictor, rides: int) -> list[BatchOutcome]:
+    """Run a predictor until it has predicted ``rides`` (see :func:`run_until`)."""
+    done = threading.Event()
+    counted: list[int] = []
+
+    def watch(outcome: BatchOutcome) -> None:
+        counted.append(outcome.predicted)
+        if sum(counted) >= rides:
+            done.set()
+
+    return run_until(predictor, done, watch)
 
 
 def run_until(predictor: Predictor, done: threading.Event, watch: Any) -> list[BatchOutcome]:

@@ -22,7 +22,7 @@ from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
 from ridestream.tlc import month_file
 from tests.conftest import local_kafka_settings, make_settings
-from tests.helpers import consume_all
+from tests.helpers import consume_all, replay_started
 from training.train import TrainResult
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -159,15 +159,7 @@ def test_sigterm_finishes_the_batch_and_exits_cleanly(
     command = [str(Path(sys.executable).with_name("ridestream")), "predict", "--target", "tip"]
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    replay(
-        kafka_settings,
-        month_file("2023-02"),
-        0,
-        500,
-        completions=False,
-        id_prefix="t-",
-        progress=False,
-    )
+    replay_started(kafka_settings, 500, "t-")
     deadline = time.monotonic() + 90
     while "started" not in log.read_text() and time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()[-2000:]

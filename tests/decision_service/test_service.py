@@ -32,7 +32,7 @@ from ridestream.store import DecisionStore, metadata
 from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
 from tests.conftest import free_port
-from tests.helpers import Running, consume_all, wait_for
+from tests.helpers import Running, consume_all, replay_started, wait_for
 from tests.kestra_contract import KestraContract
 from training.data import TARGET_COLUMNS
 from training.train import TrainResult
@@ -376,15 +376,7 @@ def test_a_drifted_stream_raises_psi_and_triggers_retraining_once(
         )
         service = DecisionService(settings)
         # Undrifted February rides first: below the threshold, nothing is triggered.
-        replay(
-            settings,
-            month_file("2023-02"),
-            rate=0,
-            limit=rides,
-            completions=False,
-            id_prefix="calm-",
-            progress=False,
-        )
+        replay_started(settings, rides, "calm-")
         running = Running(service)
         try:
             wait_for(lambda: service.drift.seen >= rides, 60, "the calm rides")
