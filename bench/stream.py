@@ -255,7 +255,7 @@ def end_to_end(
         }
         theirs = None
         if peer_model is not None:
-            theirs = run_peer(run, peer_model, len(payloads), log)
+            theirs = run_peer(run, peer_model, rides, log)
         return ours, theirs
     finally:
         drop_prefix(run)
