@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import secrets
 import time
 import uuid
@@ -38,7 +39,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from producers.publisher import AsyncRidePublisher
 from ridestream.events import (
     MAX_PASSENGERS,
-    MAX_TRIP_MILES,
     ZONE_MAX,
     ZONE_MIN,
     Prediction,
@@ -97,7 +97,13 @@ class RideRequest(BaseModel):
     )
     pickup_zone: int = Field(ge=ZONE_MIN, le=ZONE_MAX, description="TLC LocationID")
     dropoff_zone: int = Field(ge=ZONE_MIN, le=ZONE_MAX, description="TLC LocationID")
-    trip_distance: float = Field(ge=0.0, le=MAX_TRIP_MILES, allow_inf_nan=False)
+    trip_distance: float | None = Field(
+        default=None,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Estimated miles. Absent, null, 0 or implausible (over 100) means unknown: "
+        "the models then answer from the zone pair's typical distance.",
+    )
     passenger_count: int | None = Field(default=None, ge=0, le=MAX_PASSENGERS)
     vendor_id: int | None = Field(default=None, ge=1, le=99)
     rate_code: int | None = Field(default=None, ge=1, le=99)
@@ -127,7 +133,21 @@ def _body_error(error: Any) -> dict[str, Any]:
     located = {**error, "loc": ("body", *error["loc"])}
     if isinstance(located.get("input"), bytes):
         del located["input"]
+    elif "input" in located:
+        located["input"] = _finite(located["input"])
     return located
+
+
+def _finite(value: Any) -> Any:
+    """A value with every NaN or infinity (JSON has none: ``NaN``, ``1e999``) as its name, so
+    the 422 that refuses it can be encoded instead of failing as a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 # The route reads its body itself (parse_ride); this tells OpenAPI, and so clients and
@@ -494,11 +514,11 @@ async def enhance(
         source="gateway",
         enhanced=True,
         pickup_time=pickup,
+        trip_distance=ride.trip_distance or 0.0,  # the contract's "no estimate"
         **ride.model_dump(
             include={
                 "pickup_zone",
                 "dropoff_zone",
-                "trip_distance",
                 "passenger_count",
                 "vendor_id",
                 "rate_code",

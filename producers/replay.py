@@ -1,9 +1,17 @@
 """Replay a TLC month as a live stream: RideStarted in pickup order at a chosen rate, and each
 ride's RideCompleted once its duration has passed on the compressed clock.
 
+It publishes what a backend would: every ride of the file, whatever its estimated distance (zero,
+missing or absurd distances are ordinary rides), durations and amounts. Only events the contract
+refuses are skipped, each counted and the first few logged with the reason: a RideStarted the
+contract refuses skips its ride, a RideCompleted it refuses (a negative duration, say) only the
+completion.
+
 Time compression: rides start at a steady ``rate`` (ride *i* at ``i / rate`` seconds); the month's
 clock is compressed by ``speedup = real span of the pickups / replay span``, and a ride completes
-``duration / speedup`` after it started. ``rate=0`` publishes as fast as the broker takes it.
+``duration / speedup`` after it started. The span is that of the pickups inside the file's month
+(the files hold late reports from earlier days and a few pickups from 2009). ``rate=0``
+publishes as fast as the broker takes it.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from producers.publisher import RidePublisher
 from ridestream.events import Event, RideCompleted, RideStarted
 from ridestream.features import RIDE_COLUMNS
 from ridestream.settings import Settings
-from ridestream.tlc import load_month
+from ridestream.tlc import load_month, month_bounds
 from ridestream.validation import find_problems
 
 logger = logging.getLogger(__name__)
@@ -37,14 +45,15 @@ class ReplaySummary:
     input: str
     rides_started: int
     rides_completed: int
-    invalid_events: int
+    invalid_started: int
+    invalid_completed: int
     elapsed_s: float
     target_rate: float
     achieved_rate: float
     speedup: float
     first_ride_id: str | None
     last_ride_id: str | None
-    cleaning: dict[str, Any]
+    month: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -57,13 +66,20 @@ def ride_ids(count: int, prefix: str) -> list[str]:
 
 
 def schedule(
-    rides: pd.DataFrame, rate: float, completions: bool = True
+    rides: pd.DataFrame, rate: float, completions: bool = True, span_s: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Due times (s from start), kinds and ride indices of every event, in publishing order."""
+    """Due times (s from start), kinds and ride indices of every event, in publishing order.
+    ``span_s``: the real time the rides' pickups span (default: first to last pickup)."""
     n = len(rides)
     start_due = np.arange(n, dtype=np.float64) / rate if rate > 0 else np.zeros(n)
     span = (
-        (rides["pickup_time"].iloc[-1] - rides["pickup_time"].iloc[0]).total_seconds() if n else 0.0
+        (
+            (rides["pickup_time"].iloc[-1] - rides["pickup_time"].iloc[0]).total_seconds()
+            if n
+            else 0.0
+        )
+        if span_s is None
+        else span_s
     )
     replayed = float(start_due[-1]) if n else 0.0
     if span > 0 and replayed > 0:
@@ -130,12 +146,25 @@ def replay(
     ids = ride_ids(len(rides), prefix)
     started = rides[list(STARTED_FIELDS)].assign(ride_id=ids)
     completed = rides[list(COMPLETED_FIELDS)].assign(ride_id=ids)
-    # Rows the cleaning filters let through but the contract refuses: said, counted, skipped.
-    ok = valid_rows(RideStarted, started) & valid_rows(RideCompleted, completed)
-    invalid = int((~ok).sum())
-    rides, started, completed = rides[ok], started[ok], completed[ok]
+    # The only rides left out: events the contract refuses (said, counted, skipped).
+    ok_started = valid_rows(RideStarted, started)
+    ok_completed = valid_rows(RideCompleted, completed) & ok_started
+    invalid_started, invalid_completed = (
+        int((~ok_started).sum()),
+        int((ok_started & ~ok_completed).sum()),
+    )
+    rides, started = rides[ok_started], started[ok_started]
+    completed = completed[ok_started]
+    complete = ok_completed[ok_started]
     ids = started["ride_id"].tolist()
-    due, kinds, index, speedup = schedule(rides, rate, completions)
+    month_start, month_end = month_bounds(input_path, rides["pickup_time"])
+    pickups = rides["pickup_time"]
+    in_month = pickups[(pickups >= month_start) & (pickups < month_end)]
+    span_s = (in_month.max() - in_month.min()).total_seconds() if len(in_month) > 1 else 0.0
+    due, kinds, index, speedup = schedule(rides, rate, completions, span_s)
+    if completions:  # a refused completion is not sent; its ride's start still is
+        keep = (kinds == START) | complete[index]
+        due, kinds, index = due[keep], kinds[keep], index[keep]
     counts = [0, 0]
     logger.info(
         "replaying rides=%d from %s at rate=%s rides/s (speedup x%.0f)",
@@ -178,12 +207,13 @@ def replay(
         input=str(input_path),
         rides_started=counts[START],
         rides_completed=counts[COMPLETE],
-        invalid_events=invalid,
+        invalid_started=invalid_started,
+        invalid_completed=invalid_completed,
         elapsed_s=round(elapsed, 3),
         target_rate=rate,
         achieved_rate=round(counts[START] / elapsed, 1) if elapsed > 0 else float("inf"),
         speedup=round(speedup, 1),
         first_ride_id=ids[0] if ids else None,
         last_ride_id=ids[-1] if ids else None,
-        cleaning=asdict(report),
+        month=asdict(report),
     )

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -207,9 +207,8 @@ def replay(
     typer.echo(
         f"published {summary.rides_started} RideStarted and {summary.rides_completed} RideCompleted "
         f"in {summary.elapsed_s:.1f}s ({summary.achieved_rate:.0f} rides/s, target {summary.target_rate:g}; "
-        f"clock x{summary.speedup:g}); {summary.invalid_events} invalid skipped; "
-        f"{summary.cleaning['rows_in'] - summary.cleaning['rows_out']} raw rows filtered out "
-        f"{summary.cleaning['dropped']}"
+        f"clock x{summary.speedup:g}); refused by the contract and skipped: "
+        f"{summary.invalid_started} rides, {summary.invalid_completed} completions"
     )
 
 
@@ -242,37 +241,61 @@ def train(
         str, typer.Option(help="Comma-separated: duration,cost,tip,simple.")
     ] = "duration,cost,tip,simple",
     train_month: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, help="TLC month to learn from.")
-    ] = DEFAULT_TRAIN_MONTH,
+        list[Path] | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="TLC month to learn from (repeat for several)."
+        ),
+    ] = None,
     valid_month: Annotated[
         Path, typer.Option(exists=True, dir_okay=False, help="TLC month to validate on.")
     ] = DEFAULT_VALID_MONTH,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            help="Serve the recipe refitted on the validation month too (its figures are those of "
+            "its twin trained without it). What the monthly flow does."
+        ),
+    ] = False,
+    backtest: Annotated[
+        bool,
+        typer.Option(
+            help="Instead of training: the rolling-origin backtest over the training and "
+            "validation months (nothing registered)."
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Also write the results as JSON here.")
+    ] = None,
     sample: Annotated[
         int | None, typer.Option(min=100, help="Train on a random sample of N rides per month.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Train, log to MLflow, register, and gate @champion / @challenger."""
+    """Train, log to MLflow, register, and gate @champion / @challenger (or --backtest)."""
+    from training.report import backtest_run, train_table
     from training.train import train_models
 
-    results = train_models(
-        _settings(), [t.strip() for t in targets.split(",") if t.strip()], train_month, valid_month,
-        sample=sample, progress=progress,
-    )  # fmt: skip
-    report_to_kestra(results)
-    if as_json:
-        _echo_json([r.as_dict() for r in results])
-        return
-    typer.echo(
-        f"{'model':<22}{'version':>8}  {'role':<11}{'RMSE':>8}{'MAE':>8}{'R2':>7}   linear RMSE/MAE   median RMSE/MAE"
-    )
-    for r in results:
-        lin, med = r.baselines["linear"], r.baselines["median_by_payment"]
-        typer.echo(
-            f"{r.model_name:<22}{r.version:>8}  {r.role:<11}{r.metrics['rmse']:>8.3f}{r.metrics['mae']:>8.3f}"
-            f"{r.metrics['r2']:>7.3f}   {lin['rmse']:>6.3f}/{lin['mae']:<6.3f}    {med['rmse']:>6.3f}/{med['mae']:<6.3f}"
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    months = list(train_month or [DEFAULT_TRAIN_MONTH])
+    if backtest:
+        scores, text = backtest_run(
+            _settings(), names, [*months, valid_month], sample=sample, progress=progress
         )
+        payload: Any = [s.as_dict() for s in scores]
+    else:
+        results = train_models(
+            _settings(), names, months, valid_month, sample=sample, progress=progress, refit=refit
+        )
+        report_to_kestra(results)
+        payload, text = [r.as_dict() for r in results], train_table(results)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(payload, indent=2, default=str))
+    if as_json:
+        _echo_json(payload)
+    else:
+        typer.echo(text)
 
 
 def report_to_kestra(results: Sequence[TrainResult]) -> None:

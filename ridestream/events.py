@@ -4,6 +4,10 @@ The ``.avsc`` files are the source of truth for shape; ``tests/ridestream/test_e
 every model here has exactly its schema's fields, types and optionality. What Avro cannot say
 (zones are TLC LocationIDs, distances are not negative, a taxi seats at most nine) is said here,
 once, as bounds that the vectorized validator of the stream reuses.
+
+An estimated distance has no upper bound and 0 is allowed: a backend's estimate is sometimes
+missing (sent as 0), zero or absurd, and such a ride is still a ride to predict. The feature
+function treats those distances as unknown (``ridestream.features.MAX_PLAUSIBLE_MILES``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTE
 
 # TLC LocationIDs: 1-263 are zones, 264 "Unknown" and 265 "Outside of NYC".
 ZONE_MIN, ZONE_MAX = 1, 265
-MAX_TRIP_MILES = 200.0
 MAX_PASSENGERS = 9
 MAX_RIDE_MINUTES = 24 * 60.0
 
@@ -71,7 +74,7 @@ class RideStarted(Event):
     pickup_time: NaiveDatetime
     pickup_zone: int = Field(ge=ZONE_MIN, le=ZONE_MAX)
     dropoff_zone: int = Field(ge=ZONE_MIN, le=ZONE_MAX)
-    trip_distance: float = Field(ge=0.0, le=MAX_TRIP_MILES, allow_inf_nan=False)
+    trip_distance: float = Field(ge=0.0, allow_inf_nan=False)
     passenger_count: int | None = Field(default=None, ge=0, le=MAX_PASSENGERS)
     vendor_id: int | None = Field(default=None, ge=1, le=99)
     rate_code: int | None = Field(default=None, ge=1, le=99)

@@ -10,9 +10,11 @@ that takes ``model.current`` at the start of a batch uses one version for the wh
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ridestream.exceptions import RidestreamError
-from ridestream.features import FEATURES, select
+from ridestream.features import FEATURES, PRIOR_FEATURES, DistancePrior, select
 from ridestream.registry import CHAMPION, alias_version
 from ridestream.settings import ModelSettings
 
@@ -44,9 +46,13 @@ class LoadedModel:
     booster: Any = field(repr=False)
     backend: str = "booster"
     _predict: Callable[[np.ndarray], np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
+    prior: DistancePrior | None = field(repr=False, default=None)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Predictions for a matrix of :data:`ridestream.features.FEATURES` columns."""
+        """Predictions for a matrix of :data:`ridestream.features.FEATURES` columns (as
+        ``build_features`` returns it: this model's own distance prior is applied here)."""
+        if self.prior is not None:
+            features = self.prior.apply(features)
         return non_negative(self._predict(select(features, self.features)))
 
 
@@ -119,6 +125,7 @@ def load_version(
         raise RidestreamError(
             f"{name} v{version} wants features the feature function lacks: {sorted(unknown)}"
         )
+    prior = load_prior(client, name, version) if set(features) & set(PRIOR_FEATURES) else None
     if settings.backend == "lleaves":
         # lleaves counts threads from 1; LightGBM's 0 (= every core) maps to its default.
         predict = _lleaves_predict(
@@ -129,7 +136,25 @@ def load_version(
     logger.info(
         "loaded model=%s version=%s role=%s backend=%s", name, version, role, settings.backend
     )
-    return LoadedModel(name, version, role, features, booster, settings.backend, predict)
+    return LoadedModel(name, version, role, features, booster, settings.backend, predict, prior)
+
+
+PRIOR_ARTIFACT = "distance_prior.json"
+
+
+def load_prior(client: Any, name: str, version: str) -> DistancePrior:
+    """The distance prior a version was trained with (an artifact of its training run)."""
+    run_id = client.get_model_version(name, version).run_id
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = client.download_artifacts(run_id, PRIOR_ARTIFACT, folder)
+            data = json.loads(Path(path).read_text())
+    except Exception as exc:  # mlflow raises several kinds for a missing artifact
+        raise RidestreamError(
+            f"{name} v{version} reads {PRIOR_FEATURES} but its run {run_id} has no "
+            f"{PRIOR_ARTIFACT}: {exc}"
+        ) from exc
+    return DistancePrior.from_dict(data)
 
 
 class AliasedModel:

@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+from ridestream.evaluation import MAX_MINUTES, MIN_MINUTES
 from ridestream.events import TARGETS, Decision, ModelRef
 from ridestream.exceptions import RidestreamError
 from ridestream.registry import MODEL_NAMES
@@ -448,8 +449,9 @@ class DecisionStore:
         return self._executemany(conn, "record_decisions", _decide_pending, rows)
 
     def evaluate(self, conn: Connection, ride_ids: Sequence[str], at_ms: int) -> int:
-        """Record the error of every stored prediction of these rides that has ground truth, and
-        add the new ones to the running totals. Returns how many were new."""
+        """Record the error of every stored prediction of these rides whose ground truth obeys the
+        label convention (``ridestream.evaluation``: what training scores too), and add the new
+        ones to the running totals. Returns how many were new."""
         # One statement per chunk for every target: the actual of a prediction's own target.
         actual = case({target: actuals.c[target] for target in TARGETS}, value=predictions.c.target)
         added: dict[tuple[str, str, str, str], list[float]] = {}
@@ -466,7 +468,11 @@ class DecisionStore:
                     literal(at_ms, BigInteger),
                 )
                 .join(actuals, actuals.c.ride_id == predictions.c.ride_id)
-                .where(predictions.c.ride_id.in_(chunk))
+                .where(
+                    predictions.c.ride_id.in_(chunk),
+                    actuals.c.duration.between(MIN_MINUTES, MAX_MINUTES),
+                    actuals.c.cost > 0,
+                )
             )
             # RETURNING gives back only the rows inserted: a redelivery adds nothing twice.
             inserted = conn.execute(

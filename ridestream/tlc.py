@@ -1,16 +1,17 @@
-"""NYC TLC green taxi trip files: load with explicit types, clean with written-down filters.
+"""NYC TLC green taxi trip files: load with explicit types, and name the populations they hold.
 
-Shared by the replayer (which turns a month into a live stream) and training (which learns from
-it), so both see the same rides.
+Shared by the replayer (which turns a month into a live stream), training and evaluation, so all
+of them see the same rides. Three populations, from widest to narrowest:
 
-Cleaning filters, in order (each dropped row is counted under its reason):
-
-``outside_month``  pickup not inside the file's month (the raw files hold 2008/2009 pickups)
-``duration``       dropoff − pickup not within 1–60 minutes
-``distance``       trip_distance not within (0, 100] miles
-``amounts``        fare_amount ≤ 0, total_amount ≤ 0, tip_amount < 0, or total − tip ≤ 0
-``zones``          a LocationID outside 1–265
-``passengers``     passenger_count above 9 (missing counts are kept: real events miss them too)
+- **published**: every row of a month's file. This is what a backend would send: nothing is
+  dropped for being odd (a zero, missing or absurd estimated distance is an ordinary ride);
+  rows the RideStarted contract refuses are the contract's business (``ridestream.validation``).
+- **labelled**: the label convention used for *scoring* and for *training*: a duration of 1–60
+  minutes and a positive cost (the MLOps Zoomcamp course's convention), and a tip that is not
+  negative. Rides outside it still get predictions; their ground truth is not trusted.
+- **cleaned**: the stricter filters the first models were trained and reported on (pickup inside
+  the file's month, a distance in (0, 100] miles, positive fare and total, zones 1–265, at most
+  nine passengers). It survives only as a *segment* that reports sit beside the headline.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ridestream.evaluation import MAX_MINUTES, MIN_MINUTES, labelled
 from ridestream.events import MAX_PASSENGERS, ZONE_MAX, ZONE_MIN
+
+__all__ = ["MAX_MINUTES", "MIN_MINUTES", "load_month", "load_raw", "month_file"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _MONTH_IN_NAME = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
@@ -44,8 +48,7 @@ COLUMNS: dict[str, tuple[str, Any]] = {
     "tip_amount": ("tip_amount", "float64"),
     "total_amount": ("total_amount", "float64"),
 }
-MAX_TRIP_MILES_CLEAN = 100.0
-MIN_MINUTES, MAX_MINUTES = 1.0, 60.0
+MAX_TRIP_MILES_CLEAN = 100.0  # the cleaned segment's distance bound (not a serving rule)
 
 
 def month_file(month: str) -> Path:
@@ -54,12 +57,15 @@ def month_file(month: str) -> Path:
 
 
 @dataclass
-class CleaningReport:
-    """How many rows came in, went out, and why the others were dropped."""
+class MonthReport:
+    """How many rides a month holds in each population, and why rides fall outside the cleaned
+    one (each counted under the first filter it fails)."""
 
-    rows_in: int
-    rows_out: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
+    rows: int
+    labelled: int = 0
+    cleaned: int = 0
+    outside_month: int = 0
+    not_cleaned: dict[str, int] = field(default_factory=dict)
 
 
 def is_raw_tlc(frame: pd.DataFrame) -> bool:
@@ -75,29 +81,39 @@ def rides_from_raw(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_raw(path: Path) -> pd.DataFrame:
-    """Read a TLC parquet file into ride columns with explicit types (no cleaning)."""
+    """Read a TLC parquet file into ride columns with explicit types (no rows dropped)."""
     return rides_from_raw(pd.read_parquet(path, columns=list(COLUMNS)))
 
 
-def _month_bounds(path: Path, pickups: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
+def with_labels(rides: pd.DataFrame) -> pd.DataFrame:
+    """The rides with their two derived targets, ``duration_minutes`` and ``cost``."""
+    return rides.assign(
+        duration_minutes=(rides["dropoff_time"] - rides["pickup_time"]).dt.total_seconds() / 60.0,
+        cost=rides["total_amount"] - rides["tip_amount"],
+    )
+
+
+def labelled_mask(rides: pd.DataFrame) -> np.ndarray:
+    """Rides whose ground truth obeys the label convention (see the module's docstring)."""
+    tip_ok = (rides["tip_amount"] >= 0).to_numpy(dtype=bool, na_value=False)
+    return labelled(rides["duration_minutes"].to_numpy(), rides["cost"].to_numpy()) & tip_ok
+
+
+def month_bounds(path: Path, pickups: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The month a file holds: from its TLC name, else the month most pickups fall in."""
     match = _MONTH_IN_NAME.search(path.name)
     if match:
         start = pd.Timestamp(int(match["year"]), int(match["month"]), 1)
-    else:  # not a TLC file name: the month most pickups fall in
+    else:
         start = pickups.dt.to_period("M").mode().iloc[0].to_timestamp()
     return start, start + pd.offsets.MonthBegin(1)
 
 
-def clean(rides: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, CleaningReport]:
-    """Apply the module's filters; add ``duration_minutes`` and ``cost``; sort by pickup."""
-    report = CleaningReport(rows_in=len(rides))
-    rides = rides.assign(
-        duration_minutes=(rides["dropoff_time"] - rides["pickup_time"]).dt.total_seconds() / 60.0,
-        cost=rides["total_amount"] - rides["tip_amount"],
-    )
-    start, end = _month_bounds(path, rides["pickup_time"])
+def cleaned_rules(rides: pd.DataFrame, path: Path) -> dict[str, np.ndarray]:
+    """The cleaned segment's filters, in order, each a mask of the rides it keeps."""
+    start, end = month_bounds(path, rides["pickup_time"])
     passengers = rides["passenger_count"]
-    rules: dict[str, pd.Series] = {
+    rules = {
         "outside_month": (rides["pickup_time"] >= start) & (rides["pickup_time"] < end),
         "duration": rides["duration_minutes"].between(MIN_MINUTES, MAX_MINUTES),
         "distance": (rides["trip_distance"] > 0) & (rides["trip_distance"] <= MAX_TRIP_MILES_CLEAN),
@@ -109,16 +125,20 @@ def clean(rides: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, CleaningReport
         & rides["dropoff_zone"].between(ZONE_MIN, ZONE_MAX),
         "passengers": (passengers.isna() | (passengers <= MAX_PASSENGERS)).astype(bool),
     }
-    keep = np.ones(len(rides), dtype=bool)
-    for reason, ok in rules.items():
-        ok_values = ok.to_numpy(dtype=bool, na_value=False)
-        report.dropped[reason] = int((keep & ~ok_values).sum())
-        keep &= ok_values
-    cleaned = rides[keep].sort_values("pickup_time", kind="stable").reset_index(drop=True)
-    report.rows_out = len(cleaned)
-    return cleaned, report
+    return {reason: ok.to_numpy(dtype=bool, na_value=False) for reason, ok in rules.items()}
 
 
-def load_month(path: Path) -> tuple[pd.DataFrame, CleaningReport]:
-    """Load and clean one TLC month: the rides of the stream and of training."""
-    return clean(load_raw(path), path)
+def load_month(path: Path) -> tuple[pd.DataFrame, MonthReport]:
+    """Every ride of a TLC month, in pickup order, with its labels and two flags: ``labelled``
+    (the label convention holds) and ``cleaned`` (the cleaned segment's filters hold)."""
+    rides = with_labels(load_raw(path))
+    report = MonthReport(rows=len(rides))
+    cleaned = np.ones(len(rides), dtype=bool)
+    for reason, ok in cleaned_rules(rides, path).items():
+        report.not_cleaned[reason] = int((cleaned & ~ok).sum())
+        cleaned &= ok
+    labelled = labelled_mask(rides)
+    report.labelled, report.cleaned = int(labelled.sum()), int(cleaned.sum())
+    report.outside_month = report.not_cleaned["outside_month"]
+    rides = rides.assign(labelled=labelled, cleaned=cleaned)
+    return rides.sort_values("pickup_time", kind="stable").reset_index(drop=True), report

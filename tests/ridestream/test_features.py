@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import numpy as np
@@ -8,7 +9,15 @@ import pytest
 
 from producers.replay import STARTED_FIELDS
 from ridestream.avro_columnar import ColumnarEncoder, random_uuids
-from ridestream.features import FEATURES, SIMPLE_FEATURES, build_features, select
+from ridestream.features import (
+    FEATURES,
+    PRIOR_MIN_RIDES,
+    SIMPLE_FEATURES,
+    DistancePrior,
+    build_features,
+    select,
+    zone_tables,
+)
 from ridestream.schemas import RIDE_STARTED
 from ridestream.serde import SingleObjectSerde
 from ridestream.tlc import load_month, month_file
@@ -147,3 +156,44 @@ def test_the_app_fare_day_is_the_pickup_day_of_app_dispatched_rides_only() -> No
     assert np.isnan(
         column(build_features(ride(rate_code=None, pickup_time=None)), "app_fare_day")[0]
     )
+
+
+@pytest.mark.parametrize("distance", [0.0, None, float("nan"), 100.01, 5_000.0])
+def test_a_missing_zero_or_implausible_distance_is_unknown(distance: float | None) -> None:
+    matrix = build_features(ride(trip_distance=distance))
+    assert np.isnan(column(matrix, "trip_distance")[0])
+    assert np.isnan(column(matrix, "distance_estimate")[0])
+    assert np.isnan(column(matrix, "pair_distance")[0])  # until a model's prior fills it
+
+
+def test_the_prior_fills_in_the_zone_pairs_typical_distance(february: pd.DataFrame) -> None:
+    features = build_features(february)
+    prior = DistancePrior.learn(features)
+    known = february[(february["trip_distance"] > 0) & (february["trip_distance"] <= 100)]
+    pair = known[(known["pickup_zone"] == 74) & (known["dropoff_zone"] == 75)]["trip_distance"]
+    assert len(pair) >= PRIOR_MIN_RIDES
+    unknown = prior.apply(build_features(ride(pickup_zone=74, dropoff_zone=75, trip_distance=0)))
+    assert column(unknown, "pair_distance")[0] == pytest.approx(pair.median())
+    assert column(unknown, "distance_estimate")[0] == pytest.approx(pair.median())
+    given = prior.apply(build_features(ride(pickup_zone=74, dropoff_zone=75, trip_distance=3.3)))
+    assert column(given, "distance_estimate")[0] == 3.3  # a usable distance is the ride's own
+    # A pair never seen takes its borough pair's median; an unknown zone stays unknown.
+    borough, _, _, names = zone_tables()
+    manhattan = np.flatnonzero(borough == names.index("Manhattan"))
+    seen = set(zip(known["pickup_zone"], known["dropoff_zone"], strict=True))
+    never = next((a, b) for a in manhattan for b in manhattan if (a, b) not in seen)
+    rare = prior.apply(
+        build_features(ride(pickup_zone=never[0], dropoff_zone=never[1], trip_distance=0))
+    )
+    manhattan_rides = known[
+        np.isin(known["pickup_zone"], manhattan) & np.isin(known["dropoff_zone"], manhattan)
+    ]
+    assert column(rare, "pair_distance")[0] == pytest.approx(
+        manhattan_rides["trip_distance"].median()
+    )
+    lost = prior.apply(build_features(ride(pickup_zone=999, trip_distance=0)))
+    assert np.isnan(column(lost, "distance_estimate")[0])
+    # It is applied to a copy, and survives its JSON form.
+    assert np.isnan(column(features, "pair_distance")).all()
+    restored = DistancePrior.from_dict(json.loads(json.dumps(prior.to_dict())))
+    np.testing.assert_array_equal(restored.apply(features), prior.apply(features))

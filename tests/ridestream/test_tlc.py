@@ -6,11 +6,19 @@ import pandas as pd
 import pytest
 
 from ridestream.events import RideStarted
-from ridestream.tlc import MAX_MINUTES, MIN_MINUTES, clean, load_month, load_raw, month_file
+from ridestream.tlc import (
+    MAX_MINUTES,
+    MIN_MINUTES,
+    MonthReport,
+    load_month,
+    load_raw,
+    month_bounds,
+    month_file,
+)
 
 
 @pytest.fixture(scope="module")
-def february() -> tuple[pd.DataFrame, object]:
+def february() -> tuple[pd.DataFrame, MonthReport]:
     return load_month(month_file("2023-02"))
 
 
@@ -21,31 +29,57 @@ def test_both_months_load_with_the_same_types() -> None:
     assert len(february) == 64_809
 
 
-def test_cleaned_rides_satisfy_every_filter(february: tuple[pd.DataFrame, object]) -> None:
+def test_a_month_keeps_every_ride_a_backend_would_publish(
+    february: tuple[pd.DataFrame, MonthReport],
+) -> None:
     rides, report = february
-    assert report.rows_in == report.rows_out + sum(report.dropped.values())
-    assert rides["duration_minutes"].between(MIN_MINUTES, MAX_MINUTES).all()
-    assert (rides["pickup_time"].dt.to_period("M") == pd.Period("2023-02")).all()
-    assert ((rides["trip_distance"] > 0) & (rides["trip_distance"] <= 100)).all()
-    assert (rides["cost"] > 0).all()
-    assert (rides["tip_amount"] >= 0).all()
+    assert len(rides) == report.rows == 64_809
     assert rides["pickup_time"].is_monotonic_increasing
-    assert report.dropped["duration"] > 0
-    assert report.dropped["distance"] > 0
+    # Zero and absurd distances are rides like any other.
+    assert (rides["trip_distance"] == 0).sum() > 1_000
+    assert (rides["trip_distance"] > 100).sum() > 10
 
 
-def test_missing_values_survive_cleaning_as_real_events_carry_them(
-    february: tuple[pd.DataFrame, object],
+def test_the_label_convention_marks_rides_whose_ground_truth_is_scored(
+    february: tuple[pd.DataFrame, MonthReport],
+) -> None:
+    rides, report = february
+    labelled = rides[rides["labelled"]]
+    # Every February ride of 1-60 minutes and positive cost (late reports included).
+    assert len(labelled) == report.labelled == 62_459
+    assert labelled["duration_minutes"].between(MIN_MINUTES, MAX_MINUTES).all()
+    assert (labelled["cost"] > 0).all()
+    assert not rides.loc[~rides["labelled"], "duration_minutes"].between(1, 60).all()
+
+
+def test_the_cleaned_segment_applies_the_old_filters(
+    february: tuple[pd.DataFrame, MonthReport],
+) -> None:
+    rides, report = february
+    cleaned = rides[rides["cleaned"]]
+    assert len(cleaned) == report.cleaned
+    assert report.rows == report.cleaned + sum(report.not_cleaned.values())
+    assert ((cleaned["trip_distance"] > 0) & (cleaned["trip_distance"] <= 100)).all()
+    assert (cleaned["pickup_time"].dt.to_period("M") == pd.Period("2023-02")).all()
+    assert report.not_cleaned["distance"] > 1_000
+    assert report.outside_month == 26
+    assert cleaned["labelled"].all()
+
+
+def test_missing_values_are_kept_as_real_events_carry_them(
+    february: tuple[pd.DataFrame, MonthReport],
 ) -> None:
     rides, _ = february
     assert rides["payment_type"].isna().sum() > 1000
     assert rides["passenger_count"].isna().sum() > 1000
 
 
-def test_every_cleaned_ride_is_a_valid_event(february: tuple[pd.DataFrame, object]) -> None:
+def test_every_ride_of_the_month_is_a_valid_event(
+    february: tuple[pd.DataFrame, MonthReport],
+) -> None:
     rides, _ = february
-    sample = rides.sample(2000, random_state=7)
-    for row in sample.itertuples():
+    odd = rides[(rides["trip_distance"] == 0) | (rides["trip_distance"] > 100)].head(500)
+    for row in pd.concat([rides.sample(1500, random_state=7), odd]).itertuples():
         RideStarted.parse(
             {
                 "ride_id": f"r{row.Index}",
@@ -65,7 +99,6 @@ def test_every_cleaned_ride_is_a_valid_event(february: tuple[pd.DataFrame, objec
 
 
 def test_a_file_without_a_month_in_its_name_uses_the_most_common_month(tmp_path: Path) -> None:
-    raw = load_raw(month_file("2023-02")).head(500)
-    cleaned, report = clean(raw, tmp_path / "rides.parquet")
-    assert (cleaned["pickup_time"].dt.month == 2).all()
-    assert report.rows_out > 400
+    pickups = load_raw(month_file("2023-02")).head(500)["pickup_time"]
+    start, end = month_bounds(tmp_path / "rides.parquet", pickups)
+    assert (start, end) == (pd.Timestamp("2023-02-01"), pd.Timestamp("2023-03-01"))
