@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from ridestream.features import build_features
+from ridestream.models import load_version
 from ridestream.registry import (
     CHALLENGER,
     CHAMPION,
@@ -19,7 +24,7 @@ from ridestream.registry import (
     rollback,
 )
 from ridestream.settings import Settings
-from ridestream.tlc import month_file
+from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
 from tests.conftest import TRAIN_SAMPLE, mlflow_settings
 from training.train import SPECS, TrainResult, train_models
@@ -50,16 +55,29 @@ def test_every_target_is_trained_logged_and_registered(
             "valid_r2",
             "baseline_linear_rmse",
             "baseline_median_by_payment_mae",
+            "baseline_lightgbm_raw_rmse",
+            "valid_cleaned_rmse",
+            "valid_no_distance_rmse",
+            "valid_far_mae",
             "valid_metered_rmse",
-            "valid_no_rate_code_mae",
+            "valid_app_dispatched_mae",
+            "valid_negotiated_rmse",
             "baseline_linear_metered_rmse",
+            "baseline_lightgbm_raw_no_distance_rmse",
         ):
-            assert metric in run.data.metrics
-        metered = result.extra["segments"]["metered"]
+            assert metric in run.data.metrics, metric
+        segments = result.extra["segments"]
+        metered = segments["metered"]
         assert metered["model"]["rides"] == metered["linear"]["rides"] > 0
         assert run.data.metrics["valid_metered_rmse"] == pytest.approx(metered["model"]["rmse"])
+        # The headline is every labelled ride; the cleaned subset is a part of it, beside it.
+        assert run.data.tags["valid_rows"] == str(TRAIN_SAMPLE)
+        assert segments["cleaned"]["model"]["rides"] < TRAIN_SAMPLE
+        assert segments["no_distance"]["model"]["rides"] > 0
         assert run.data.tags["train_rows"] == str(TRAIN_SAMPLE)
+        assert run.data.tags["train_files"] == "green_tripdata_2023-01.parquet"
         assert len(run.data.tags["train_fingerprint"]) == 64
+        assert "distance_prior.json" in {a.path for a in client.list_artifacts(result.run_id)}
         artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
         assert artifacts == {
             "plots/feature_importance.png",
@@ -73,8 +91,11 @@ def test_every_target_is_trained_logged_and_registered(
                 )
             ).read_text()
         )
-        # Drift has a reference for every feature the model reads but the time index.
-        assert set(profile["features"]) == set(SPECS[result.target].features) - {"app_fare_day"}
+        # Drift has a reference for every feature the model reads but the time index and the
+        # prior's columns (they restate the zones and the distance).
+        assert set(profile["features"]) == set(SPECS[result.target].features) - {
+            "app_fare_day", "pair_distance", "distance_estimate",
+        }  # fmt: skip
         model = mlflow.models.get_model_info(f"models:/{result.model_name}/1")
         assert model.signature is not None
         assert model.saved_input_example_info is not None
@@ -90,13 +111,77 @@ def test_models_beat_the_baselines_even_on_a_sample(
     assert by_target["tip"].metrics["mae"] < by_target["tip"].baselines["median_by_payment"]["mae"]
 
 
-def train_simple(settings: Settings, **spec_changes: Any) -> TrainResult:
+@pytest.mark.parametrize("target", ["duration", "simple"])
+def test_rides_without_a_usable_distance_get_the_zone_pairs_typical_duration(
+    trained: tuple[Settings, list[TrainResult]], target: str
+) -> None:
+    """Zero, missing and absurd distances are unknown: the answer is the pair's typical ride
+    (it once was a one-minute ride for a zero), not far from the answer with a real distance."""
+    settings, results = trained
+    [result] = [r for r in results if r.target == target]
+    client = mlflow_client(settings.mlflow)
+    model = load_version(client, result.model_name, result.version, CHAMPION, settings.models)
+    january, _ = load_month(month_file("2023-01"))
+    for pickup, dropoff in ((74, 236), (75, 74), (166, 41)):
+        pair = january[
+            (january["pickup_zone"] == pickup) & (january["dropoff_zone"] == dropoff)
+            & january["labelled"] & (january["trip_distance"] > 0)
+        ]  # fmt: skip
+        typical = float(pair["duration_minutes"].median())
+        rides = pd.DataFrame({
+            "pickup_time": [datetime(2023, 2, 1, 14, 0)] * 4, "pickup_zone": pickup,
+            "dropoff_zone": dropoff,
+            "trip_distance": [float(pair["trip_distance"].median()), 0.0, np.nan, 5_000.0],
+            "passenger_count": 1, "vendor_id": 2, "rate_code": 1, "payment_type": 1, "trip_type": 1,
+        })  # fmt: skip
+        known, *unknown = model.predict(build_features(rides))
+        for answer in unknown:
+            assert typical / 2 <= answer <= typical * 2, (pickup, dropoff, answer, typical)
+            assert abs(answer - known) < typical / 2
+
+
+def train_simple(settings: Settings, refit: bool = False, **spec_changes: Any) -> TrainResult:
     spec = dataclasses.replace(SPECS["simple"], **spec_changes)
     [result] = train_models(
         settings, ["simple"], month_file("2023-01"), month_file("2023-02"),
-        sample=3000, progress=False, specs={"simple": spec},
+        sample=3000, progress=False, specs={"simple": spec}, refit=refit,
     )  # fmt: skip
     return result
+
+
+def test_a_refit_serves_every_month_and_the_gate_compares_it_through_its_twin(
+    tmp_path: Path,
+) -> None:
+    settings = mlflow_settings(tmp_path)
+    client = mlflow_client(settings.mlflow)
+    refit = train_simple(settings, refit=True, max_rounds=40)
+    assert (refit.role, refit.refit) == (CHAMPION, True)
+    tags = client.get_run(refit.run_id).data.tags
+    assert tags["train_files"] == "green_tripdata_2023-01.parquet,green_tripdata_2023-02.parquet"
+    assert tags["twin_train_files"] == "green_tripdata_2023-01.parquet"
+    assert tags["metrics_from"].startswith("its twin")
+    twin = {a.path for a in client.list_artifacts(refit.run_id, "twin")}
+    assert twin == {"twin/model.txt", "twin/distance_prior.json"}
+
+    # The champion saw February; the next candidate is compared with its twin, which did not:
+    # the same recipe on the same rows scores the same.
+    again = train_simple(settings, max_rounds=40)
+    assert again.champion_before == refit.version
+    assert again.champion_score == pytest.approx(refit.metrics["rmse"], rel=1e-9)
+    assert again.role == CHALLENGER  # not lower: a tie keeps the champion
+
+
+def test_a_champion_that_saw_the_validation_month_without_a_twin_is_never_compared(
+    tmp_path: Path,
+) -> None:
+    settings = mlflow_settings(tmp_path)
+    client = mlflow_client(settings.mlflow)
+    first = train_simple(settings, max_rounds=20)
+    client.set_tag(first.run_id, "train_files", "green_tripdata_2023-02.parquet")
+    second = train_simple(settings, max_rounds=80)
+    assert (second.role, second.champion_score) == (CHALLENGER, None)
+    gate = client.get_model_version("ride-duration-simple", second.version).tags["gate"]
+    assert "saw green_tripdata_2023-02.parquet" in gate
 
 
 def test_a_worse_model_becomes_challenger_and_a_better_one_champion(tmp_path: Path) -> None:
