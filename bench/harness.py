@@ -18,9 +18,10 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka import KafkaError as KafkaErrorCode
 
 from ridestream.avro_columnar import ColumnarDecoder
+from ridestream.features import FEATURE_SET
 from ridestream.kafka.clients import consumer_config, producer_config, unique_group_id
 from ridestream.kafka.producer import ReliableProducer
-from ridestream.registry import CHAMPION, alias_version
+from ridestream.registry import outdated_champions
 from ridestream.schemas import PREDICTION
 from ridestream.serde import SingleObjectSerde
 from ridestream.settings import Settings
@@ -35,7 +36,7 @@ def ridestream_command() -> str:
 def ensure_champions(settings: Settings, names: Iterable[str]) -> None:
     """Train, as ``make demo`` does, when any of the registered models has no ``@champion``."""
     client = mlflow_client(settings.mlflow)
-    missing = [name for name in names if alias_version(client, name, CHAMPION) is None]
+    missing = outdated_champions(client, FEATURE_SET, list(names))
     if missing:
         print(
             f"no @champion of {', '.join(missing)}: training as `make demo` does (ridestream train) ..."

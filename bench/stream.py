@@ -459,7 +459,9 @@ def main() -> None:
     peer_features_checked = 0
     if not args.skip_peer:
         serde = SingleObjectSerde(RIDE_STARTED)
-        peer_features_checked = quix.check_features([serde.decode(p) for p in payloads[:5000]])
+        peer_features_checked = quix.check_features(
+            [serde.decode(p) for p in payloads[:5000]], model.prior
+        )
         quix.peer_python()
 
     with LOG.open("wb") as log:

@@ -249,6 +249,13 @@ def train(
     valid_month: Annotated[
         Path, typer.Option(exists=True, dir_okay=False, help="TLC month to validate on.")
     ] = DEFAULT_VALID_MONTH,
+    history_from: Annotated[
+        str | None,
+        typer.Option(
+            help="Also train on every earlier TLC month file (green_tripdata_YYYY-MM.parquet) "
+            "beside the first training month, from this YYYY-MM on.",
+        ),
+    ] = None,
     refit: Annotated[
         bool,
         typer.Option(
@@ -278,6 +285,8 @@ def train(
 
     names = [t.strip() for t in targets.split(",") if t.strip()]
     months = list(train_month or [DEFAULT_TRAIN_MONTH])
+    if history_from is not None:
+        months = earlier_months(months[0], history_from) + months
     if backtest:
         scores, text = backtest_run(
             _settings(), names, [*months, valid_month], sample=sample, progress=progress
@@ -296,6 +305,17 @@ def train(
         _echo_json(payload)
     else:
         typer.echo(text)
+
+
+def earlier_months(first: Path, since: str) -> list[Path]:
+    """The TLC month files beside ``first`` from month ``since`` up to (not including) its own."""
+    own = first.stem.rsplit("_", 1)[-1]
+    found = []
+    for path in sorted(first.parent.glob("green_tripdata_*.parquet")):
+        month = path.stem.rsplit("_", 1)[-1]
+        if since <= month < own:
+            found.append(path)
+    return found
 
 
 def report_to_kestra(results: Sequence[TrainResult]) -> None:
@@ -322,6 +342,20 @@ def models_list() -> None:
         for v in list_versions(client, name):
             aliases = ",".join(v.aliases) or "-"
             typer.echo(f"{name:<22} v{v.version:<4} {aliases:<20} {v.tags.get('gate', '')}")
+
+
+@models_app.command("check")
+def models_check() -> None:
+    """Exit 1 unless every model has a champion trained on today's feature set."""
+    from ridestream.features import FEATURE_SET
+    from ridestream.registry import outdated_champions
+    from ridestream.tracking import mlflow_client
+
+    outdated = outdated_champions(mlflow_client(_settings().mlflow), FEATURE_SET)
+    if outdated:
+        typer.echo(f"no champion on feature set {FEATURE_SET}: {', '.join(outdated)}")
+        raise typer.Exit(1)
+    typer.echo(f"every model has a champion on feature set {FEATURE_SET}")
 
 
 @models_app.command("promote")

@@ -64,6 +64,10 @@ FEATURES = (
     "pair_distance",
     "distance_estimate",
 )
+# Bumped whenever a feature's meaning changes: a model version tagged with another feature set
+# (``feature_set``) was trained on other semantics, and the demo and benchmarks retrain it.
+# 2: missing, zero and implausible distances are unknown; the zone-pair distance prior.
+FEATURE_SET = "2"
 # Distances filled in from a model's DistancePrior (NaN / the known distance until then).
 PRIOR_FEATURES = ("pair_distance", "distance_estimate")
 # An estimate above this many miles is taken as unknown: NYC's longest 1-hour taxi rides (to the

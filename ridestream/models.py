@@ -37,7 +37,12 @@ class ModelNotFoundError(RidestreamError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One model version, ready to predict on the shared feature matrix."""
+    """One model version, ready to predict on the shared feature matrix.
+
+    A version may come with companions from its training run: the distance prior it reads
+    (``distance_prior.json``), and a *scale* model (``scale/model.txt``): then the booster
+    predicts a rate and the answer is rate × scale, e.g. the tip as a share of the ride's
+    expected cost (``training.specs``)."""
 
     name: str
     version: str
@@ -47,13 +52,56 @@ class LoadedModel:
     backend: str = "booster"
     _predict: Callable[[np.ndarray], np.ndarray] = field(repr=False, default=None)  # type: ignore[assignment]
     prior: DistancePrior | None = field(repr=False, default=None)
+    scale_features: tuple[str, ...] = ()
+    _scale: Callable[[np.ndarray], np.ndarray] | None = field(repr=False, default=None)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predictions for a matrix of :data:`ridestream.features.FEATURES` columns (as
         ``build_features`` returns it: this model's own distance prior is applied here)."""
         if self.prior is not None:
             features = self.prior.apply(features)
-        return non_negative(self._predict(select(features, self.features)))
+        values = self._predict(select(features, self.features))
+        if self._scale is not None:
+            values = values * np.maximum(
+                self._scale(select(features, self.scale_features)), SCALE_FLOOR
+            )
+        return non_negative(values)
+
+
+# The smallest scale a rate is multiplied by (a cost estimate near zero would make a huge rate).
+SCALE_FLOOR = 1.0
+PRIOR_ARTIFACT = "distance_prior.json"
+SCALE_ARTIFACT = "scale/model.txt"
+
+
+def compose(
+    name: str,
+    version: str,
+    role: str,
+    booster: Any,
+    prior: DistancePrior | None = None,
+    scale: Any = None,
+    *,
+    predictor: Callable[[Any], Callable[[np.ndarray], np.ndarray]] | None = None,
+    backend: str = "booster",
+) -> LoadedModel:
+    """A LoadedModel of boosters in hand; ``predictor`` turns a booster into its predict function
+    (default: the native booster on every core)."""
+    make = predictor or (lambda b: _booster_predict(b, 0))
+    features = tuple(booster.feature_name())
+    scale_features = tuple(scale.feature_name()) if scale is not None else ()
+    for names in (features, scale_features):
+        unknown = set(names) - set(FEATURES)
+        if unknown:
+            raise RidestreamError(
+                f"{name} v{version} wants features the feature function lacks: {sorted(unknown)}"
+            )
+    if set(features + scale_features) & set(PRIOR_FEATURES) and prior is None:
+        raise RidestreamError(f"{name} v{version} reads {PRIOR_FEATURES} but has no distance prior")
+    return LoadedModel(
+        name, version, role, features, booster, backend, make(booster), prior, scale_features,
+        make(scale) if scale is not None else None,
+    )  # fmt: skip
 
 
 def non_negative(predictions: np.ndarray) -> np.ndarray:
@@ -111,50 +159,45 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def load_version(
     client: Any, name: str, version: str, role: str, settings: ModelSettings, *, threads: int = 1
 ) -> LoadedModel:
-    """Load one registered version as its native booster (optionally compiled).
+    """Load one registered version as its native booster (optionally compiled), with the
+    companions its training run logged beside it.
 
     ``threads=1`` suits services (small batches, where OpenMP start-up costs more than it saves,
     and scaling is by processes); offline scoring passes 0, every core.
     """
+    import lightgbm as lgb
     import mlflow.lightgbm
 
     booster = mlflow.lightgbm.load_model(f"models:/{name}/{version}")
-    features = tuple(booster.feature_name())
-    unknown = set(features) - set(FEATURES)
-    if unknown:
-        raise RidestreamError(
-            f"{name} v{version} wants features the feature function lacks: {sorted(unknown)}"
-        )
-    prior = load_prior(client, name, version) if set(features) & set(PRIOR_FEATURES) else None
+    run_id = client.get_model_version(name, version).run_id
+    present = {a.path for a in client.list_artifacts(run_id)}
+    prior = scale = None
+    with tempfile.TemporaryDirectory() as folder:
+        if PRIOR_ARTIFACT in present:
+            path = client.download_artifacts(run_id, PRIOR_ARTIFACT, folder)
+            prior = DistancePrior.from_dict(json.loads(Path(path).read_text()))
+        if SCALE_ARTIFACT.split("/")[0] in present:
+            scale = lgb.Booster(
+                model_file=client.download_artifacts(run_id, SCALE_ARTIFACT, folder)
+            )
     if settings.backend == "lleaves":
         # lleaves counts threads from 1; LightGBM's 0 (= every core) maps to its default.
-        predict = _lleaves_predict(
-            booster, settings.cache_dir / name, threads or (os.cpu_count() or 1)
-        )
+        cores = threads or (os.cpu_count() or 1)
+
+        def predictor(b: Any) -> Callable[[np.ndarray], np.ndarray]:
+            return _lleaves_predict(b, settings.cache_dir / name, cores)
     else:
-        predict = _booster_predict(booster, threads)
+
+        def predictor(b: Any) -> Callable[[np.ndarray], np.ndarray]:
+            return _booster_predict(b, threads)
+
+    model = compose(name, version, role, booster, prior, scale, predictor=predictor,
+                    backend=settings.backend)  # fmt: skip
     logger.info(
-        "loaded model=%s version=%s role=%s backend=%s", name, version, role, settings.backend
-    )
-    return LoadedModel(name, version, role, features, booster, settings.backend, predict, prior)
-
-
-PRIOR_ARTIFACT = "distance_prior.json"
-
-
-def load_prior(client: Any, name: str, version: str) -> DistancePrior:
-    """The distance prior a version was trained with (an artifact of its training run)."""
-    run_id = client.get_model_version(name, version).run_id
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            path = client.download_artifacts(run_id, PRIOR_ARTIFACT, folder)
-            data = json.loads(Path(path).read_text())
-    except Exception as exc:  # mlflow raises several kinds for a missing artifact
-        raise RidestreamError(
-            f"{name} v{version} reads {PRIOR_FEATURES} but its run {run_id} has no "
-            f"{PRIOR_ARTIFACT}: {exc}"
-        ) from exc
-    return DistancePrior.from_dict(data)
+        "loaded model=%s version=%s role=%s backend=%s%s", name, version, role, settings.backend,
+        " (rate × scale)" if scale is not None else "",
+    )  # fmt: skip
+    return model
 
 
 class AliasedModel:

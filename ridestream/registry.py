@@ -43,6 +43,18 @@ class VersionInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def outdated_champions(client: Any, feature_set: str, names: Any = None) -> list[str]:
+    """The models (default: all of the project's) without a champion trained on this feature set
+    (``ridestream.features.FEATURE_SET``, the ``feature_set`` tag of a version)."""
+    outdated = []
+    for name in names or MODEL_NAMES.values():
+        version = alias_version(client, name, CHAMPION)
+        tags = client.get_model_version(name, version).tags if version is not None else {}
+        if tags.get("feature_set") != feature_set:
+            outdated.append(name)
+    return outdated
+
+
 def is_missing(exc: Exception) -> bool:
     """True when an MlflowException says the model or alias does not exist (not an outage)."""
     code = getattr(exc, "error_code", "")

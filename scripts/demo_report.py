@@ -16,9 +16,11 @@ from confluent_kafka import Consumer
 from sqlalchemy import func, select
 
 from decision_service.evaluation import report as evaluation_report
+from ridestream.evaluation import MAX_MINUTES, MIN_MINUTES
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.settings import Settings, get_settings
 from ridestream.store import DecisionStore, actuals, rides
+from ridestream.tracking import mlflow_client
 
 
 def dead_letters(settings: Settings) -> int:
@@ -44,7 +46,15 @@ def run_figures(store: DecisionStore, run: str) -> dict[str, Any]:
                 rides.c.actions,
             ).where(mine, rides.c.status == "decided")
         ).all()
-        completed = conn.scalar(select(func.count()).where(actuals.c.ride_id.like(f"{run}%")))
+        mine_done = actuals.c.ride_id.like(f"{run}%")
+        completed = conn.scalar(select(func.count()).where(mine_done))
+        labelled = conn.scalar(
+            select(func.count()).where(
+                mine_done,
+                actuals.c.duration.between(MIN_MINUTES, MAX_MINUTES),
+                actuals.c.cost > 0,
+            )
+        )
     latency = np.array([(d - e) / 1000 for e, d, _, _ in decided]) if decided else np.array([0.0])
     actions: dict[str, int] = {}
     for *_, listed in decided:
@@ -54,12 +64,34 @@ def run_figures(store: DecisionStore, run: str) -> dict[str, Any]:
         "decisions": len(decided),
         "partial": sum(bool(p) for _, _, p, _ in decided),
         "completions_stored": int(completed or 0),
+        "completions_labelled": int(labelled or 0),
         "actions": actions,
         "event_to_decision_s": {
             "p50": round(float(np.percentile(latency, 50)), 3),
             "p99": round(float(np.percentile(latency, 99)), 3),
         },
     }
+
+
+def offline_figures(settings: Settings, evaluation: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each evaluated version's validation figures from training (every labelled ride of the
+    validation month), keyed ``name:version``: what online error should be set against."""
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow_client(settings.mlflow)
+    figures: dict[str, dict[str, float]] = {}
+    for row in evaluation["total"]:
+        key = f"{row['model_name']}:{row['model_version']}"
+        if key in figures:
+            continue
+        try:
+            run_id = client.get_model_version(row["model_name"], row["model_version"]).run_id
+            metrics = client.get_run(run_id).data.metrics
+        except MlflowException:  # a version of another store: no offline figures to show
+            continue
+        if "valid_mae" in metrics:
+            figures[key] = {"mae": metrics["valid_mae"], "rmse": metrics["valid_rmse"]}
+    return figures
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -87,13 +119,22 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Online evaluation (every model version against ground truth, all runs in the store)",
         "",
-        "| target | model | version | role | rides | MAE | RMSE |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+        f"Scored: every completed ride whose ground truth obeys the label convention "
+        f"({MIN_MINUTES:g}-{MAX_MINUTES:g} minutes, positive cost), whatever its estimated distance "
+        f"(this run: {run['completions_labelled']} of {run['completions_stored']} completions), as "
+        "training scores its validation month. Offline: the version's figures on every labelled "
+        "ride of its validation month.",
+        "",
+        "| target | model | version | role | rides | MAE | RMSE | offline MAE | offline RMSE |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    offline = result.get("offline", {})
     for row in evaluation["total"]:
+        known = offline.get(f"{row['model_name']}:{row['model_version']}")
+        tail = f"{known['mae']:.3f} | {known['rmse']:.3f}" if known else "- | -"
         lines.append(
             f"| {row['target']} | {row['model_name']} | {row['model_version']} | {row['role']} | "
-            f"{row['count']} | {row['mae']:.3f} | {row['rmse']:.3f} |"
+            f"{row['count']} | {row['mae']:.3f} | {row['rmse']:.3f} | {tail} |"
         )
     lines.append("")
     for c in evaluation["comparisons"]:
@@ -125,6 +166,7 @@ def main() -> None:
             "dead_letters": dead_letters(settings),
             "evaluation": evaluation_report(store, settings, args.output_dir / "evaluation.png"),
         }
+        result["offline"] = offline_figures(settings, result["evaluation"])
     finally:
         store.close()
     text = markdown(result)

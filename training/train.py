@@ -31,8 +31,15 @@ from tqdm import tqdm
 from ridestream.drift import reference_profile
 from ridestream.evaluation import regression_metrics
 from ridestream.exceptions import ConfigurationError
-from ridestream.features import CATEGORICAL, PRIOR_FEATURES, TREND_FEATURES, DistancePrior, select
-from ridestream.models import PRIOR_ARTIFACT, load_version, non_negative
+from ridestream.features import (
+    CATEGORICAL,
+    FEATURE_SET,
+    PRIOR_FEATURES,
+    TREND_FEATURES,
+    DistancePrior,
+    select,
+)
+from ridestream.models import PRIOR_ARTIFACT, SCALE_ARTIFACT, compose, load_version
 from ridestream.registry import CHAMPION, alias_version, make_challenger, promote
 from ridestream.settings import ModelSettings, Settings
 from ridestream.tracking import ensure_experiment, mlflow_client
@@ -98,19 +105,18 @@ def _unseen_champion(
     if not seen & set(valid.files):
         champion = load_version(client, spec.model_name, version, CHAMPION, settings, threads=0)
         return version, champion.predict
-    if (
-        set(tags.get("twin_train_files", ",").split(",")) & set(valid.files)
-        or "twin_train_files" not in tags
+    if "twin_train_files" not in tags or set(tags["twin_train_files"].split(",")) & set(
+        valid.files
     ):
         return version, None
     with tempfile.TemporaryDirectory() as folder:
         twin = Path(client.download_artifacts(run_id, "twin", folder))
         booster = lgb.Booster(model_file=str(twin / "model.txt"))
         prior = DistancePrior.from_dict(json.loads((twin / PRIOR_ARTIFACT).read_text()))
-    names = tuple(booster.feature_name())
-    return version, lambda x: non_negative(
-        np.asarray(booster.predict(select(prior.apply(x), names)))
-    )
+        scale_file = twin / SCALE_ARTIFACT
+        scale = lgb.Booster(model_file=str(scale_file)) if scale_file.exists() else None
+    twin_model = compose(spec.model_name, f"{version}-twin", CHAMPION, booster, prior, scale)
+    return version, twin_model.predict
 
 
 def _gate(
@@ -165,6 +171,20 @@ def _log_evaluation(spec: TargetSpec, valid: Split, actual: np.ndarray, predicte
         plots.close(figure)
 
 
+def _log_companions(fitted: Fitted, folder: str) -> None:
+    """What serves beside the booster: its distance prior and, for a rate model, its scale."""
+    import mlflow
+
+    mlflow.log_dict(fitted.prior.to_dict(), f"{folder}{PRIOR_ARTIFACT}")
+    if fitted.scale is not None and fitted.spec.scale is not None:
+        mlflow.log_text(fitted.scale.model_to_string(), f"{folder}{SCALE_ARTIFACT}")
+        mlflow.set_tag(
+            "output",
+            f"a rate of {fitted.spec.scale.target}: multiply by {SCALE_ARTIFACT}'s prediction "
+            "(floored at 1); ridestream.models.load_version does",
+        )
+
+
 def train_target(
     spec: TargetSpec,
     train: Split,
@@ -208,7 +228,7 @@ def train_target(
             "valid_fingerprint": ",".join(valid.fingerprints[f] for f in valid.files),
             "metrics_from": "this model" if refit_on is None else f"its twin trained on {train.name}",
         })  # fmt: skip
-        mlflow.log_dict(served.prior.to_dict(), PRIOR_ARTIFACT)
+        _log_companions(served, "")
         # The drift reference: a time index always lies past its training range, and the prior's
         # columns only restate the zones and the distance, which are profiled themselves.
         profiled = tuple(n for n in spec.features if n not in TREND_FEATURES + PRIOR_FEATURES)
@@ -222,7 +242,7 @@ def train_target(
         if refit_on is not None:
             mlflow.set_tag("twin_train_files", ",".join(train.files))
             mlflow.log_text(twin.booster.model_to_string(), "twin/model.txt")
-            mlflow.log_dict(twin.prior.to_dict(), f"twin/{PRIOR_ARTIFACT}")
+            _log_companions(twin, "twin/")
         version = _log_model(served, twin.matrix(valid), spec.model_name)
         assert version is not None
 
@@ -235,6 +255,7 @@ def train_target(
     client.set_model_version_tag(
         spec.model_name, version, "gate", f"valid_{spec.gate_metric}={score:.4f} vs {before}"
     )
+    client.set_model_version_tag(spec.model_name, version, "feature_set", FEATURE_SET)
     return TrainResult(
         target=spec.target,
         model_name=spec.model_name,

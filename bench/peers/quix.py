@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.peers.ride_features import ride_features, tables_from_payload
-from ridestream.features import FEATURES, build_features, holiday_dates, zone_tables
+from ridestream.features import FEATURES, DistancePrior, build_features, holiday_dates, zone_tables
 from ridestream.models import LoadedModel
 from ridestream.schemas import PREDICTION
 from ridestream.serde import SingleObjectSerde
@@ -50,9 +50,11 @@ def peer_python() -> Path:
     return python
 
 
-def tables_payload() -> dict[str, Any]:
-    """The lookups of ``ridestream.features`` as JSON (NaN as null)."""
+def tables_payload(prior: DistancePrior | None) -> dict[str, Any]:
+    """The lookups of ``ridestream.features`` and a model's distance prior as JSON (NaN as
+    null; the prior's unknown pairs left out)."""
     borough, airport, yellow, _ = zone_tables()
+    pairs = np.argwhere(~np.isnan(prior.miles)) if prior is not None else np.empty((0, 2), int)
 
     def listed(values: np.ndarray) -> list[float | None]:
         return [None if np.isnan(v) else float(v) for v in values.tolist()]
@@ -62,13 +64,19 @@ def tables_payload() -> dict[str, Any]:
         "airport": listed(airport),
         "yellow": listed(yellow),
         "holidays": [str(day) for day in holiday_dates().tolist()],
+        "pair_miles": [
+            [int(pu), int(do), float(prior.miles[pu, do])] for pu, do in pairs if prior is not None
+        ],
     }
 
 
-def check_features(records: list[Mapping[str, Any]]) -> int:
-    """Fail unless the peer's per-ride features equal ``build_features`` on these decoded rides."""
-    tables = tables_from_payload(tables_payload())
+def check_features(records: list[Mapping[str, Any]], prior: DistancePrior | None) -> int:
+    """Fail unless the peer's per-ride features equal ``build_features`` (with the model's prior
+    applied) on these decoded rides."""
+    tables = tables_from_payload(tables_payload(prior))
     expected = build_features(pd.DataFrame(records))
+    if prior is not None:
+        expected = prior.apply(expected)
     theirs = np.array(
         [[ride_features(record, tables)[name] for name in FEATURES] for record in records]
     )
@@ -100,7 +108,7 @@ def start_peer(
     workdir.mkdir(parents=True, exist_ok=True)
     model_file, tables_file = workdir / "model.txt", workdir / "tables.json"
     model.booster.save_model(str(model_file))
-    tables_file.write_text(json.dumps(tables_payload()))
+    tables_file.write_text(json.dumps(tables_payload(model.prior)))
     command = [
         str(python), str(PEERS / "quix_predictor.py"),
         "--broker", settings.bootstrap_servers, "--input", input_topic, "--output", output_topic,

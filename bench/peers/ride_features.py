@@ -1,4 +1,4 @@
-"""The 21 model features of one ride, in plain Python, for the Quix Streams peer.
+"""The model features of one ride, in plain Python, for the Quix Streams peer.
 
 The peer runs in its own virtualenv (Quix Streams pins versions of confluent-kafka and pydantic
 the project cannot take), so it cannot import ``ridestream.features``. This is that function
@@ -19,7 +19,8 @@ from typing import Any
 
 ZONE_COUNT = 265
 NAN = math.nan
-EPOCH = datetime(1970, 1, 1)  # pickup times are naive: "days since 1970" of the wall clock
+EPOCH = datetime(1970, 1, 1)
+MAX_PLAUSIBLE_MILES = 100.0  # ridestream.features.MAX_PLAUSIBLE_MILES (checked by check_features)  # pickup times are naive: "days since 1970" of the wall clock
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Tables:
     airport: tuple[float, ...]
     yellow: tuple[float, ...]
     holidays: frozenset[date]
+    pair_miles: Mapping[tuple[int, int], float]  # the model's distance prior (known pairs only)
 
 
 def tables_from_payload(payload: Mapping[str, Any]) -> Tables:
@@ -43,6 +45,7 @@ def tables_from_payload(payload: Mapping[str, Any]) -> Tables:
         floats(payload["airport"]),
         floats(payload["yellow"]),
         frozenset(date.fromisoformat(d) for d in payload["holidays"]),
+        {(int(pu), int(do)): float(miles) for pu, do, miles in payload["pair_miles"]},
     )
 
 
@@ -72,9 +75,12 @@ def ride_features(ride: Mapping[str, Any], tables: Tables) -> dict[str, float]:
     day_of_week = pickup.weekday()
     holiday = pickup.date() in tables.holidays
     distance = _number(ride["trip_distance"])
+    if not 0 < distance <= MAX_PLAUSIBLE_MILES:  # missing, zero or absurd: unknown
+        distance = NAN
+    pair = tables.pair_miles.get((pu, do), NAN) if known_pickup and known_dropoff else NAN
     rate_code = _number(ride["rate_code"])
     return {
-        "trip_distance": NAN if distance < 0 else distance,
+        "trip_distance": distance,
         "pickup_zone": pickup_zone,
         "dropoff_zone": dropoff_zone,
         "pickup_borough": pu_borough,
@@ -100,4 +106,6 @@ def ride_features(ride: Mapping[str, Any], tables: Tables) -> dict[str, float]:
         "app_fare_day": (pickup - EPOCH).total_seconds() / 86400.0
         if math.isnan(rate_code)
         else NAN,
+        "pair_distance": pair,
+        "distance_estimate": pair if math.isnan(distance) else distance,
     }

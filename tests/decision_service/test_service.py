@@ -63,6 +63,11 @@ def test_replayed_rides_get_exactly_one_decision_and_evaluation_matches_offline(
         update={"decisions": service_settings.decisions.model_copy(update={"metrics_port": port})}
     )
     replay(settings, month_file("2023-02"), rate=0, limit=rides, id_prefix="d-", progress=False)
+    # Every ride is predicted and decided; the label convention's rides are evaluated.
+    frame, _ = load_month(month_file("2023-02"))
+    frame = frame.iloc[:rides]
+    labelled = frame["labelled"].to_numpy()
+    assert 0.9 * rides < labelled.sum() < rides
     service = DecisionService(settings)
     store = service.store
     running = [Running(Predictor(settings, target)) for target in TARGETS]
@@ -70,7 +75,8 @@ def test_replayed_rides_get_exactly_one_decision_and_evaluation_matches_offline(
     try:
         wait_for(
             lambda: (
-                store.counts()["decisions"] >= rides and store.counts()["evaluated"] >= 3 * rides
+                store.counts()["decisions"] >= rides
+                and store.counts()["evaluated"] >= 3 * labelled.sum()
             ),
             240,
             "every ride decided and evaluated",
@@ -105,9 +111,8 @@ def test_replayed_rides_get_exactly_one_decision_and_evaluation_matches_offline(
         assert stored.decision.to_record() == record
 
     # Online evaluation equals an offline computation on the same rides: the champions' batch
-    # predictions against the month's actual values.
-    frame, _ = load_month(month_file("2023-02"))
-    frame = frame.iloc[:rides]
+    # predictions against the month's actual values, on the rides of the label convention.
+    frame = frame[labelled]
     features = build_features(frame)
     client = mlflow_client(settings.mlflow)
     online = store.evaluation().set_index("target")
@@ -118,7 +123,7 @@ def test_replayed_rides_get_exactly_one_decision_and_evaluation_matches_offline(
         ).predict(features)
         actual = frame[TARGET_COLUMNS[target]].to_numpy()
         error = predicted - actual
-        assert online.loc[target, "count"] == rides
+        assert online.loc[target, "count"] == labelled.sum()
         assert online.loc[target, "mae"] == pytest.approx(np.abs(error).mean(), rel=1e-9)
         assert online.loc[target, "rmse"] == pytest.approx(np.sqrt((error**2).mean()), rel=1e-9)
     store.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ridestream.features import build_features
+from ridestream.features import FEATURES, build_features, select
 from ridestream.models import AliasedModel, ModelNotFoundError, load_version
 from ridestream.registry import CHALLENGER, CHAMPION, promote
 from ridestream.settings import ModelSettings, Settings
@@ -45,7 +45,8 @@ def test_a_champion_loads_as_its_native_booster(
     pyfunc = mlflow.pyfunc.load_model("models:/ride-cost@champion")
     import pandas as pd
 
-    frame = pd.DataFrame(features[:50], columns=list(current.features))
+    assert current.prior is not None  # it reads the zone-pair distance prior of its run
+    frame = pd.DataFrame(current.prior.apply(features)[:50], columns=list(current.features))
     expected = np.maximum(np.asarray(pyfunc.predict(frame)).ravel(), 0.0)  # services floor at 0
     np.testing.assert_allclose(predictions[:50], expected, rtol=1e-12)
 
@@ -96,14 +97,29 @@ def test_moving_the_alias_swaps_the_model_in_use(tmp_path: Path, features: np.nd
         model.stop()
 
 
+def test_the_tip_is_its_rate_times_its_expected_cost(
+    trained: tuple[Settings, list[TrainResult]], features: np.ndarray
+) -> None:
+    settings, _ = trained
+    tip = load_version(mlflow_client(settings.mlflow), "ride-tip", "1", CHAMPION, settings.models)
+    assert tip._scale is not None
+    assert tip.prior is not None
+    x = tip.prior.apply(features)
+    rate = tip.booster.predict(select(x, tip.features))
+    cost = tip._scale(select(x, tip.scale_features))
+    np.testing.assert_allclose(tip.predict(features), np.maximum(rate * np.maximum(cost, 1.0), 0))
+    assert 0.1 < np.median(rate[features[:, FEATURES.index("payment_type")] == 1]) < 0.3
+
+
+@pytest.mark.parametrize("name", ["ride-duration-simple", "ride-tip"])
 def test_the_lleaves_backend_predicts_what_the_booster_predicts(
-    trained: tuple[Settings, list[TrainResult]], tmp_path: Path, features: np.ndarray
+    trained: tuple[Settings, list[TrainResult]], tmp_path: Path, features: np.ndarray, name: str
 ) -> None:
     settings, _ = trained
     client = mlflow_client(settings.mlflow)
-    booster = load_version(client, "ride-duration-simple", "1", CHAMPION, settings.models)
+    booster = load_version(client, name, "1", CHAMPION, settings.models)
     compiled = load_version(
-        client, "ride-duration-simple", "1", CHAMPION,
+        client, name, "1", CHAMPION,
         ModelSettings(backend="lleaves", cache_dir=tmp_path / "compiled"),
     )  # fmt: skip
     assert compiled.backend == "lleaves"

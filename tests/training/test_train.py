@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ridestream.evaluation import regression_metrics
 from ridestream.features import build_features
 from ridestream.models import load_version
 from ridestream.registry import (
@@ -27,6 +28,7 @@ from ridestream.settings import Settings
 from ridestream.tlc import load_month, month_file
 from ridestream.tracking import mlflow_client
 from tests.conftest import TRAIN_SAMPLE, mlflow_settings
+from training.data import load_split
 from training.train import SPECS, TrainResult, train_models
 
 pytestmark = pytest.mark.slow
@@ -99,6 +101,20 @@ def test_every_target_is_trained_logged_and_registered(
         model = mlflow.models.get_model_info(f"models:/{result.model_name}/1")
         assert model.signature is not None
         assert model.saved_input_example_info is not None
+
+
+def test_a_registered_version_scores_what_training_logged(
+    trained: tuple[Settings, list[TrainResult]],
+) -> None:
+    """Train/serve identity end to end: each version as services load it (booster, distance
+    prior, the tip's scale model) gives, on the same validation rows, the figure training logged."""
+    settings, results = trained
+    client = mlflow_client(settings.mlflow)
+    valid = load_split(month_file("2023-02"), TRAIN_SAMPLE)
+    for result in results:
+        model = load_version(client, result.model_name, result.version, CHAMPION, settings.models)
+        served = regression_metrics(valid.target(result.target), model.predict(valid.features))
+        assert served[result.gate_metric] == pytest.approx(result.metrics[result.gate_metric])
 
 
 def test_models_beat_the_baselines_even_on_a_sample(
