@@ -241,11 +241,17 @@ def build_features(rides: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
     return out
 
 
+@cache
+def columns(names: tuple[str, ...]) -> np.ndarray:
+    """The positions of these features in the matrix ``build_features`` returns."""
+    return np.array([FEATURES.index(name) for name in names], dtype=np.intp)
+
+
 def select(matrix: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """The columns of a feature matrix that a model was trained on, in its order."""
     if names == FEATURES:
         return matrix
-    return np.ascontiguousarray(matrix[:, [FEATURES.index(name) for name in names]])
+    return np.ascontiguousarray(matrix[:, columns(names)])
 
 
 PRIOR_MIN_RIDES = 3  # a zone pair with fewer known distances falls back to its borough pair
@@ -297,18 +303,36 @@ class DistancePrior:
         ] = by_borough.to_numpy()
         return cls(zone_pairs, borough_pairs)
 
+    def pair_miles(self, features: np.ndarray) -> np.ndarray:
+        """The typical distance of each ride's zone pair (NaN where unknown)."""
+        pu, do = features[:, _COLUMN["pickup_zone"]], features[:, _COLUMN["dropoff_zone"]]
+        known = ~(np.isnan(pu) | np.isnan(do))
+        return np.asarray(
+            self.miles[
+                np.where(known, pu, 0).astype(np.int64), np.where(known, do, 0).astype(np.int64)
+            ]
+        )
+
+    def select(
+        self, features: np.ndarray, names: tuple[str, ...], pair: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``select(self.apply(features), names)`` in one copy of only those columns (a model's
+        per-call cost: services predict batches of a few rides too). ``pair``: the rides'
+        :meth:`pair_miles`, when the caller already has them."""
+        out = features[:, columns(names)]  # fancy indexing: always a fresh C-ordered copy
+        wanted = {name: i for i, name in enumerate(names) if name in PRIOR_FEATURES}
+        if wanted:
+            pair = self.pair_miles(features) if pair is None else pair
+            if "pair_distance" in wanted:
+                out[:, wanted["pair_distance"]] = pair
+            if "distance_estimate" in wanted:
+                distance = features[:, _COLUMN["trip_distance"]]
+                out[:, wanted["distance_estimate"]] = np.where(np.isnan(distance), pair, distance)
+        return out
+
     def apply(self, features: np.ndarray) -> np.ndarray:
         """A copy of a feature matrix with ``pair_distance`` and ``distance_estimate`` filled."""
-        out = features.copy()
-        pu, do = out[:, _COLUMN["pickup_zone"]], out[:, _COLUMN["dropoff_zone"]]
-        known = ~(np.isnan(pu) | np.isnan(do))
-        pair = self.miles[
-            np.where(known, pu, 0).astype(np.int64), np.where(known, do, 0).astype(np.int64)
-        ]
-        distance = out[:, _COLUMN["trip_distance"]]
-        out[:, _COLUMN["pair_distance"]] = pair
-        out[:, _COLUMN["distance_estimate"]] = np.where(np.isnan(distance), pair, distance)
-        return out
+        return self.select(features, FEATURES)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: the learned medians as ``[pickup, dropoff, miles]`` rows."""

@@ -58,13 +58,15 @@ class LoadedModel:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predictions for a matrix of :data:`ridestream.features.FEATURES` columns (as
         ``build_features`` returns it: this model's own distance prior is applied here)."""
-        if self.prior is not None:
-            features = self.prior.apply(features)
-        values = self._predict(select(features, self.features))
+        prior = self.prior
+        pair = prior.pair_miles(features) if prior is not None else None
+
+        def inputs(names: tuple[str, ...]) -> np.ndarray:
+            return select(features, names) if prior is None else prior.select(features, names, pair)
+
+        values = self._predict(inputs(self.features))
         if self._scale is not None:
-            values = values * np.maximum(
-                self._scale(select(features, self.scale_features)), SCALE_FLOOR
-            )
+            values = values * np.maximum(self._scale(inputs(self.scale_features)), SCALE_FLOOR)
         return non_negative(values)
 
 

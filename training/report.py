@@ -20,8 +20,9 @@ SEGMENT_ORDER = ("cleaned", "no_distance", "far", "app_dispatched", "negotiated"
 
 def train_table(results: Sequence[TrainResult]) -> str:
     """The models' headline figures and, per model, every segment next to the 20-line baseline."""
+    rides = results[0].extra.get("rides", 0) if results else 0
     lines = [
-        "every labelled ride of the validation month (duration 1-60 min, cost > 0); "
+        f"every labelled ride of the validation month ({rides:,}: duration 1-60 min, cost > 0); "
         "figures of models that never saw it",
         f"{'model':<22}{'version':>8}  {'role':<11}{'metric':<7}{'ours':>8}{'20-line':>9}"
         f"{'linear':>9}{'median':>9}{'R2':>7}{'trees':>7}",

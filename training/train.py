@@ -101,13 +101,15 @@ def _unseen_champion(
         return None, None
     run_id = client.get_model_version(spec.model_name, version).run_id
     tags = client.get_run(run_id).data.tags
-    seen = set(tags.get("train_files", "").split(","))
-    if not seen & set(valid.files):
+    validation = set(valid.files)
+
+    def saw(tag: str) -> bool:  # a version of before these tags names no files: it saw none
+        return bool(set(tags.get(tag, "").split(",")) & validation)
+
+    if not saw("train_files"):
         champion = load_version(client, spec.model_name, version, CHAMPION, settings, threads=0)
         return version, champion.predict
-    if "twin_train_files" not in tags or set(tags["twin_train_files"].split(",")) & set(
-        valid.files
-    ):
+    if "twin_train_files" not in tags or saw("twin_train_files"):
         return version, None
     with tempfile.TemporaryDirectory() as folder:
         twin = Path(client.download_artifacts(run_id, "twin", folder))
@@ -120,7 +122,7 @@ def _unseen_champion(
 
 
 def _gate(
-    client: Any, settings: ModelSettings, spec: TargetSpec, valid: Split, score: float
+    client: Any, settings: ModelSettings, spec: TargetSpec, valid: Split
 ) -> tuple[str | None, float | None, str]:
     """Compare with the champion on rows neither saw: (champion version, its score, reason)."""
     version, predict = _unseen_champion(client, settings, spec, valid)
@@ -206,9 +208,7 @@ def train_target(
     by_population = scores(valid.rides, actual, {"model": predicted, **baseline_predictions})
     metrics = {k: v for k, v in by_population[ALL]["model"].items() if k != "rides"}
     baselines = {name: by_population[ALL][name] for name in BASELINES}
-    champion_before, champion_score, before = _gate(
-        client, model_settings, spec, valid, metrics[spec.gate_metric]
-    )
+    champion_before, champion_score, before = _gate(client, model_settings, spec, valid)
     served = fit(spec, refit_on, progress=progress) if refit_on is not None else twin
     served_on = refit_on or train
 
@@ -270,7 +270,10 @@ def train_target(
         champion_score=champion_score,
         gate_metric=spec.gate_metric,
         refit=refit_on is not None,
-        extra={"segments": {k: v for k, v in by_population.items() if k != ALL}},
+        extra={
+            "rides": int(by_population[ALL]["model"]["rides"]),
+            "segments": {k: v for k, v in by_population.items() if k != ALL},
+        },
     )
 
 

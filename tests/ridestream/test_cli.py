@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from ridestream.cli import app
+from ridestream.cli import app, earlier_months
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import delete_topics
 from ridestream.settings import get_settings
@@ -159,6 +159,30 @@ def test_train_list_promote_and_rollback_from_the_command_line(tmp_path: Path) -
         "ride-duration-simple@champion = v1 (rolled back from v2)"
         in run("models", "rollback", "ride-duration-simple").output
     )
+    # Only the simple model has a champion: the demo would train the others.
+    check = run("models", "check")
+    assert check.exit_code == 1
+    assert "ride-duration, ride-cost, ride-tip" in check.output
+    assert "ride-duration-simple" not in check.output.split(":", 1)[1]
+
+    output = tmp_path / "backtest.json"
+    backtested = run(
+        "train", "--backtest", "--targets", "simple", "--sample", "2000", "--no-progress",
+        "--output", str(output),
+    )  # fmt: skip
+    assert backtested.exit_code == 0, backtested.output
+    assert "| →Feb 01, test Feb 01–Feb 28 | month | simple |" in backtested.output
+    assert {row["kind"] for row in json.loads(output.read_text())} == {"next", "month", "stale"}
+    assert "ride-duration-simple   v3" not in run("models", "list").output  # nothing registered
+
+
+def test_history_from_adds_every_earlier_month_beside_the_first(tmp_path: Path) -> None:
+    for month in ("2022-11", "2022-12", "2023-01", "2023-02"):
+        (tmp_path / f"green_tripdata_{month}.parquet").touch()
+    first = tmp_path / "green_tripdata_2023-01.parquet"
+    assert [p.name for p in earlier_months(first, "2022-12")] == ["green_tripdata_2022-12.parquet"]
+    assert len(earlier_months(first, "2000-01")) == 2
+    assert earlier_months(first, "2023-01") == []
 
 
 @pytest.mark.slow
