@@ -257,6 +257,13 @@ def select(matrix: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
 PRIOR_MIN_RIDES = 3  # a zone pair with fewer known distances falls back to its borough pair
 
 
+@cache
+def _prior_plan(names: tuple[str, ...]) -> tuple[np.ndarray, int, int]:
+    """A model's columns, and where among them the two prior columns go (-1: not read)."""
+    at = {name: i for i, name in enumerate(names)}
+    return columns(names), at.get("pair_distance", -1), at.get("distance_estimate", -1)
+
+
 @dataclass(frozen=True)
 class DistancePrior:
     """The typical (median) distance of every zone pair, learned from training rides whose
@@ -305,13 +312,10 @@ class DistancePrior:
 
     def pair_miles(self, features: np.ndarray) -> np.ndarray:
         """The typical distance of each ride's zone pair (NaN where unknown)."""
-        pu, do = features[:, _COLUMN["pickup_zone"]], features[:, _COLUMN["dropoff_zone"]]
-        known = ~(np.isnan(pu) | np.isnan(do))
-        return np.asarray(
-            self.miles[
-                np.where(known, pu, 0).astype(np.int64), np.where(known, do, 0).astype(np.int64)
-            ]
-        )
+        # fmax maps an unknown (NaN) zone to 0, the table's row and column of unknowns.
+        pu = np.fmax(features[:, _COLUMN["pickup_zone"]], 0.0).astype(np.intp)
+        do = np.fmax(features[:, _COLUMN["dropoff_zone"]], 0.0).astype(np.intp)
+        return np.asarray(self.miles[pu, do])
 
     def select(
         self, features: np.ndarray, names: tuple[str, ...], pair: np.ndarray | None = None
@@ -319,15 +323,15 @@ class DistancePrior:
         """``select(self.apply(features), names)`` in one copy of only those columns (a model's
         per-call cost: services predict batches of a few rides too). ``pair``: the rides'
         :meth:`pair_miles`, when the caller already has them."""
-        out = features[:, columns(names)]  # fancy indexing: always a fresh C-ordered copy
-        wanted = {name: i for i, name in enumerate(names) if name in PRIOR_FEATURES}
-        if wanted:
+        positions, pair_at, estimate_at = _prior_plan(names)
+        out = features[:, positions]  # fancy indexing: always a fresh C-ordered copy
+        if pair_at >= 0 or estimate_at >= 0:
             pair = self.pair_miles(features) if pair is None else pair
-            if "pair_distance" in wanted:
-                out[:, wanted["pair_distance"]] = pair
-            if "distance_estimate" in wanted:
+            if pair_at >= 0:
+                out[:, pair_at] = pair
+            if estimate_at >= 0:
                 distance = features[:, _COLUMN["trip_distance"]]
-                out[:, wanted["distance_estimate"]] = np.where(np.isnan(distance), pair, distance)
+                out[:, estimate_at] = np.where(np.isnan(distance), pair, distance)
         return out
 
     def apply(self, features: np.ndarray) -> np.ndarray:

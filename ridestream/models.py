@@ -59,14 +59,17 @@ class LoadedModel:
         """Predictions for a matrix of :data:`ridestream.features.FEATURES` columns (as
         ``build_features`` returns it: this model's own distance prior is applied here)."""
         prior = self.prior
-        pair = prior.pair_miles(features) if prior is not None else None
-
-        def inputs(names: tuple[str, ...]) -> np.ndarray:
-            return select(features, names) if prior is None else prior.select(features, names, pair)
-
-        values = self._predict(inputs(self.features))
-        if self._scale is not None:
-            values = values * np.maximum(self._scale(inputs(self.scale_features)), SCALE_FLOOR)
+        if prior is None:
+            values = self._predict(select(features, self.features))
+            if self._scale is not None:
+                scale = self._scale(select(features, self.scale_features))
+                values = values * np.maximum(scale, SCALE_FLOOR)
+        else:
+            pair = prior.pair_miles(features)  # once for both of a rate model's boosters
+            values = self._predict(prior.select(features, self.features, pair))
+            if self._scale is not None:
+                scale = self._scale(prior.select(features, self.scale_features, pair))
+                values = values * np.maximum(scale, SCALE_FLOOR)
         return non_negative(values)
 
 
