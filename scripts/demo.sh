@@ -135,7 +135,9 @@ PY
 step "waiting for every replayed ride's decision and ground truth"
 .venv/bin/python - "$run" "$rides" <<'PY'
 import sys, time
+import numpy as np
 from sqlalchemy import func, select
+from ridestream.evaluation import labelled
 from ridestream.settings import get_settings
 from ridestream.store import DecisionStore, actuals, rides as ride_rows
 
@@ -155,8 +157,10 @@ for ride_id in [f"{run}{i:07d}" for i in (0, 1, 2)]:
     result = store.ride(ride_id)
     if result and result.decision and result.actual:
         d, a = result.decision, result.actual
+        scored = labelled(np.array([a["duration"]]), np.array([a["cost"]]))[0]
         print(f"  {ride_id}: quote ${d.quote}, ETA {d.eta:%H:%M}, expected tip ${d.expected_tip}, actions {d.actions}; "
-              f"actual {a['duration']:.1f} min, ${a['cost']:.2f}, tip ${a['tip']:.2f}")
+              f"actual {a['duration']:.1f} min, ${a['cost']:.2f}, tip ${a['tip']:.2f}"
+              + ("" if scored else " (outside the label convention: predicted, not scored)"))
 store.close()
 PY
 
