@@ -8,9 +8,8 @@ passenger count, rate code, payment type or trip type become NaN (LightGBM route
 itself), zones outside the TLC lookup become NaN, and any pickup time yields an hour and weekday.
 
 An estimated distance that is missing, zero or implausible (above ``MAX_PLAUSIBLE_MILES``) is
-*unknown*: ``trip_distance`` is NaN for it, and the model answers from what it does know. Such
-rides are 2.7% of a month; trained as if their distance were real, the first models answered them
-as one-minute rides (duration RMSE 19.9 min on them). Two more columns carry the zone pair's
+*unknown*: ``trip_distance`` is NaN for it, and the model answers from what it does know, instead
+of reading a 0 as a one-minute ride (docs/models.md). Two more columns carry the zone pair's
 typical distance, ``pair_distance``, and ``distance_estimate`` (the ride's own distance when known,
 else the pair's). The pair's distance is learned from training data (:class:`DistancePrior`) and
 travels with each model as an artifact: ``build_features`` leaves ``pair_distance`` NaN and the

@@ -55,6 +55,7 @@ class FoldScore:
 
     window: str
     kind: str
+    test: str  # the scored period, "<first day>/<day after the last>"
     target: str
     metric: str
     rides: int
@@ -133,6 +134,7 @@ def _score(spec: TargetSpec, fitted: Any, train: Split, test: Split, window: Win
     return FoldScore(
         window=window.name,
         kind=window.kind,
+        test=f"{window.start:%Y-%m-%d}/{window.end:%Y-%m-%d}",
         target=spec.target,
         metric=metric,
         rides=test.rows,
@@ -148,11 +150,11 @@ def _score(spec: TargetSpec, fitted: Any, train: Split, test: Split, window: Win
 def refit_gains(scores: list[FoldScore]) -> dict[str, list[float]]:
     """Per target, how much lower (share) the error of a model refitted at the latest origin is
     than the same recipe's half-month-older model, on the same rides."""
-    fresh = {(s.target, s.window.split("test ")[1]): s.model for s in scores if s.kind == "next"}
+    fresh = {(s.target, s.test): s.model for s in scores if s.kind == "next"}
     gains: dict[str, list[float]] = {}
     for s in scores:
         if s.kind == "stale":
-            key = (s.target, s.window.split("test ")[1])
+            key = (s.target, s.test)
             if key in fresh:
                 gains.setdefault(s.target, []).append(1.0 - fresh[key] / s.model)
     return gains

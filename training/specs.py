@@ -54,6 +54,17 @@ class TargetSpec:
         return str(self.params["objective"])
 
 
+# The cost recipe's parameters, for the cost model and for the tip's smaller cost model alike.
+COST_PARAMS: dict[str, Any] = {
+    **COMMON_PARAMS,
+    "objective": "huber",
+    "alpha": 20.0,
+    "learning_rate": 0.1,
+    "num_leaves": 63,
+    "min_data_in_leaf": 50,
+    "max_bin": 1023,
+}
+
 # Every feature but the app-fare time index (see ridestream.features.TREND_FEATURES): a ride's
 # duration and tip do not follow a platform's price list.
 RIDE_FEATURES = tuple(name for name in FEATURES if name not in TREND_FEATURES)
@@ -79,26 +90,16 @@ SPECS: dict[str, TargetSpec] = {
     "cost": TargetSpec(
         "cost",
         FEATURES,
-        {
-            **COMMON_PARAMS,
-            "objective": "huber",
-            "alpha": 20.0,
-            "learning_rate": 0.1,
-            "num_leaves": 63,
-            "min_data_in_leaf": 50,
-            "max_bin": 1023,
-        },
-        # The backtest's error flattens by ~260 trees (February 3.648 uncapped at 381, 3.665 at
-        # 260), and prediction cost grows with every tree.
+        COST_PARAMS,
+        # The backtest's error has flattened by 260 trees, and prediction cost grows with each.
         max_rounds=260,
     ),
     # The tip is judged on MAE (cash tips are zero: a median-like fit is what helps a rider
-    # quote). Card tips are a share of the fare (a median of 20%), so the model learns that share,
-    # weighted by the ride's expected cost (the weighted L1 of the share *is* the tip's L1), and
-    # answers share × expected cost. Learned directly, the tip came out no better than the
-    # 20-line baseline's (February MAE 0.876 against 0.872); as a share, 0.854. The cost estimate
-    # is a smaller cost model of its own (150 trees; out-of-fold for the training rows), so the
-    # tip's two boosters together cost what the one direct model of 400 trees did.
+    # quote). Card tips are a share of the fare, so the model learns that share, weighted by the
+    # ride's expected cost (the weighted L1 of the share *is* the tip's L1), and answers share ×
+    # expected cost: learned directly, it did no better than a 20-line baseline (docs/models.md).
+    # The cost estimate is a smaller cost model of its own (150 trees, out-of-fold for the
+    # training rows), so the two boosters together hold about the trees the direct model had.
     "tip": TargetSpec(
         "tip",
         RIDE_FEATURES,
@@ -111,20 +112,7 @@ SPECS: dict[str, TargetSpec] = {
         },
         max_rounds=250,
         gate_metric="mae",
-        scale=TargetSpec(
-            "cost",
-            FEATURES,
-            {
-                **COMMON_PARAMS,
-                "objective": "huber",
-                "alpha": 20.0,
-                "learning_rate": 0.1,
-                "num_leaves": 63,
-                "min_data_in_leaf": 50,
-                "max_bin": 1023,
-            },
-            max_rounds=150,
-        ),
+        scale=TargetSpec("cost", FEATURES, COST_PARAMS, max_rounds=150),
     ),
     # The gateway's model: six features, 15 leaves, at most 80 trees: microseconds per ride.
     "simple": TargetSpec(

@@ -44,7 +44,7 @@ def test_the_backtest_scores_each_window_against_the_baseline(months: Split) -> 
     scores = backtest(months, {"simple": spec}, ["simple"], progress=False)
     assert len(scores) == len(windows(months))
     for score in scores:
-        test = months.window(*score_bounds(score.window), "test")
+        test = months.window(*score.test.split("/"), "test")
         assert score.rides == test.rows > 0
         assert 0 < score.model < 30
         assert 0 < score.baseline < 30
@@ -53,13 +53,6 @@ def test_the_backtest_scores_each_window_against_the_baseline(months: Split) -> 
     text = table(scores)
     assert text.count("| simple |") == len(scores)
     assert "refit" in text
-
-
-def score_bounds(name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """A window's test period back from its name ("→Jan 15, test Feb 01–Feb 14")."""
-    start, last = name.split("test ")[1].split("–")
-    first = pd.Timestamp(f"{start} 2023")
-    return first, pd.Timestamp(f"{last} 2023") + pd.Timedelta(days=1)
 
 
 def test_the_time_tail_is_the_latest_rides(months: Split) -> None:
