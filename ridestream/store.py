@@ -40,6 +40,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
     case,
     create_engine,
@@ -118,6 +119,9 @@ actuals = Table(
     Column("event_time_ms", BigInteger, nullable=False),
     Column("stored_at_ms", BigInteger, nullable=False),
 )
+
+# The label convention (ridestream.evaluation) as a condition on a completion: what is scored.
+LABELLED = and_(actuals.c.duration.between(MIN_MINUTES, MAX_MINUTES), actuals.c.cost > 0)
 
 errors = Table(
     "errors",
@@ -468,11 +472,7 @@ class DecisionStore:
                     literal(at_ms, BigInteger),
                 )
                 .join(actuals, actuals.c.ride_id == predictions.c.ride_id)
-                .where(
-                    predictions.c.ride_id.in_(chunk),
-                    actuals.c.duration.between(MIN_MINUTES, MAX_MINUTES),
-                    actuals.c.cost > 0,
-                )
+                .where(predictions.c.ride_id.in_(chunk), LABELLED)
             )
             # RETURNING gives back only the rows inserted: a redelivery adds nothing twice.
             inserted = conn.execute(

@@ -19,7 +19,7 @@ from decision_service.evaluation import report as evaluation_report
 from ridestream.evaluation import MAX_MINUTES, MIN_MINUTES
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.settings import Settings, get_settings
-from ridestream.store import DecisionStore, actuals, rides
+from ridestream.store import LABELLED, DecisionStore, actuals, rides
 from ridestream.tracking import mlflow_client
 
 
@@ -48,13 +48,7 @@ def run_figures(store: DecisionStore, run: str) -> dict[str, Any]:
         ).all()
         mine_done = actuals.c.ride_id.like(f"{run}%")
         completed = conn.scalar(select(func.count()).where(mine_done))
-        labelled = conn.scalar(
-            select(func.count()).where(
-                mine_done,
-                actuals.c.duration.between(MIN_MINUTES, MAX_MINUTES),
-                actuals.c.cost > 0,
-            )
-        )
+        labelled = conn.scalar(select(func.count()).where(mine_done, LABELLED))
     latency = np.array([(d - e) / 1000 for e, d, _, _ in decided]) if decided else np.array([0.0])
     actions: dict[str, int] = {}
     for *_, listed in decided:

@@ -224,6 +224,8 @@ def train_target(
         mlflow.set_tags({
             "target": spec.target, "valid_files": ",".join(valid.files), "valid_rows": valid.rows,
             "train_files": ",".join(served_on.files), "train_rows": served_on.rows,
+            "train_rows_raw": sum(r.rows for r in served_on.reports.values()),
+            "valid_rows_raw": sum(r.rows for r in valid.reports.values()),
             "train_fingerprint": ",".join(served_on.fingerprints[f] for f in served_on.files),
             "valid_fingerprint": ",".join(valid.fingerprints[f] for f in valid.files),
             "metrics_from": "this model" if refit_on is None else f"its twin trained on {train.name}",

@@ -54,7 +54,7 @@ def tables_payload(prior: DistancePrior | None) -> dict[str, Any]:
     """The lookups of ``ridestream.features`` and a model's distance prior as JSON (NaN as
     null; the prior's unknown pairs left out)."""
     borough, airport, yellow, _ = zone_tables()
-    pairs = np.argwhere(~np.isnan(prior.miles)) if prior is not None else np.empty((0, 2), int)
+    miles = prior.miles if prior is not None else np.full((1, 1), np.nan)
 
     def listed(values: np.ndarray) -> list[float | None]:
         return [None if np.isnan(v) else float(v) for v in values.tolist()]
@@ -65,7 +65,7 @@ def tables_payload(prior: DistancePrior | None) -> dict[str, Any]:
         "yellow": listed(yellow),
         "holidays": [str(day) for day in holiday_dates().tolist()],
         "pair_miles": [
-            [int(pu), int(do), float(prior.miles[pu, do])] for pu, do in pairs if prior is not None
+            [int(pu), int(do), float(miles[pu, do])] for pu, do in np.argwhere(~np.isnan(miles))
         ],
     }
 
