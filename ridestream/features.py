@@ -311,6 +311,8 @@ class DistancePrior:
 
     def pair_miles(self, features: np.ndarray) -> np.ndarray:
         """The typical distance of each ride's zone pair (NaN where unknown)."""
+        if len(features) == 1:
+            return np.array([self._one_pair(features[0])])
         # fmax maps an unknown (NaN) zone to 0, the table's row and column of unknowns.
         pu = np.fmax(features[:, _COLUMN["pickup_zone"]], 0.0).astype(np.intp)
         do = np.fmax(features[:, _COLUMN["dropoff_zone"]], 0.0).astype(np.intp)
@@ -323,6 +325,8 @@ class DistancePrior:
         per-call cost: services predict batches of a few rides too). ``pair``: the rides'
         :meth:`pair_miles`, when the caller already has them."""
         positions, pair_at, estimate_at = _prior_plan(names)
+        if len(features) == 1:
+            return self._select_one(features[0], positions, pair_at, estimate_at, pair)
         out = features[:, positions]  # fancy indexing: always a fresh C-ordered copy
         if pair_at >= 0 or estimate_at >= 0:
             pair = self.pair_miles(features) if pair is None else pair
@@ -332,6 +336,31 @@ class DistancePrior:
                 distance = features[:, _COLUMN["trip_distance"]]
                 out[:, estimate_at] = np.where(np.isnan(distance), pair, distance)
         return out
+
+    def _one_pair(self, row: np.ndarray) -> float:
+        pu, do = row[_COLUMN["pickup_zone"]], row[_COLUMN["dropoff_zone"]]
+        # A NaN zone compares false: index 0, the table's row and column of unknowns.
+        return float(self.miles[int(pu) if pu > 0 else 0, int(do) if do > 0 else 0])
+
+    def _select_one(
+        self,
+        row: np.ndarray,
+        positions: np.ndarray,
+        pair_at: int,
+        estimate_at: int,
+        pair: np.ndarray | None,
+    ) -> np.ndarray:
+        """:meth:`select` of a single ride in scalars: the gateway and a quiet stream predict one
+        ride per call, where each vectorised numpy step costs more than the arithmetic."""
+        out = row[positions]
+        if pair_at >= 0 or estimate_at >= 0:
+            miles = self._one_pair(row) if pair is None else float(pair[0])
+            if pair_at >= 0:
+                out[pair_at] = miles
+            if estimate_at >= 0:
+                distance = row[_COLUMN["trip_distance"]]
+                out[estimate_at] = miles if np.isnan(distance) else distance
+        return out.reshape(1, -1)
 
     def apply(self, features: np.ndarray) -> np.ndarray:
         """A copy of a feature matrix with ``pair_distance`` and ``distance_estimate`` filled."""

@@ -197,3 +197,27 @@ def test_the_prior_fills_in_the_zone_pairs_typical_distance(february: pd.DataFra
     assert np.isnan(column(features, "pair_distance")).all()
     restored = DistancePrior.from_dict(json.loads(json.dumps(prior.to_dict())))
     np.testing.assert_array_equal(restored.apply(features), prior.apply(features))
+
+
+def test_the_prior_gives_one_ride_alone_what_it_gives_it_in_a_batch(
+    february: pd.DataFrame,
+) -> None:
+    features = build_features(february)
+    prior = DistancePrior.learn(features)
+    # Rides with a distance, without one, and with unknown zones: the one-ride path is its own code.
+    rides = np.vstack(
+        [
+            build_features(february.head(200)),
+            build_features(ride(trip_distance=0.0)),
+            build_features(ride(pickup_zone=999, trip_distance=0.0)),
+        ]
+    )
+    names = ("trip_distance", "distance_estimate", "pickup_zone", "pair_distance")
+    batch = prior.select(rides, names)
+    pair = prior.pair_miles(rides)
+    for i in range(len(rides)):
+        one = rides[i : i + 1]
+        np.testing.assert_array_equal(prior.select(one, names), batch[i : i + 1])
+        np.testing.assert_array_equal(prior.select(one, names, pair[i : i + 1]), batch[i : i + 1])
+        np.testing.assert_array_equal(prior.pair_miles(one), pair[i : i + 1])
+    assert np.isnan(batch[:, 1]).any() and not np.isnan(batch[:, 1]).all()
