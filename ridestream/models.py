@@ -27,6 +27,7 @@ from ridestream.exceptions import RidestreamError
 from ridestream.features import FEATURES, PRIOR_FEATURES, DistancePrior, select
 from ridestream.registry import CHAMPION, alias_version
 from ridestream.settings import ModelSettings
+from ridestream.single_row import SingleRowPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,11 @@ def non_negative(predictions: np.ndarray) -> np.ndarray:
 
 
 def _booster_predict(booster: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    one = SingleRowPredictor(booster, booster.num_feature())
+
     def predict(matrix: np.ndarray) -> np.ndarray:
+        if len(matrix) == 1:  # the gateway and a quiet stream: one ride per call
+            return one(matrix)
         return np.asarray(booster.predict(matrix, num_threads=threads))
 
     return predict

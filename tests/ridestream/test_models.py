@@ -51,6 +51,19 @@ def test_a_champion_loads_as_its_native_booster(
     np.testing.assert_allclose(predictions[:50], expected, rtol=1e-12)
 
 
+def test_one_ride_alone_gets_what_it_gets_in_a_batch(
+    trained: tuple[Settings, list[TrainResult]], features: np.ndarray
+) -> None:
+    settings, _ = trained
+    client = mlflow_client(settings.mlflow)
+    for name in ("ride-duration", "ride-tip"):  # the tip: a rate model and its scale
+        model = AliasedModel(client, name, CHAMPION, settings.models).current
+        assert model is not None
+        batch = model.predict(features[:200])
+        alone = np.concatenate([model.predict(features[i : i + 1]) for i in range(200)])
+        np.testing.assert_allclose(alone, batch, rtol=1e-12, atol=1e-12)
+
+
 def test_a_missing_alias_is_an_error_only_when_required(
     trained: tuple[Settings, list[TrainResult]],
 ) -> None:
