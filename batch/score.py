@@ -2,7 +2,7 @@
 
 The file is read and written in chunks (pyarrow record batches in, a ParquetWriter out), so memory
 stays flat however large it is. Input is a TLC trip file (its own column names) or a file of ride
-columns (``ridestream.features.RIDE_COLUMNS``); the output is the input plus one prediction column
+columns (``ridestream.ml.features.RIDE_COLUMNS``); the output is the input plus one prediction column
 and one model-version column per target.
 """
 
@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ridestream.events import TARGETS
-from ridestream.features import RIDE_COLUMNS, build_features
-from ridestream.models import LoadedModel, ModelNotFoundError, load_version
-from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version
+from ridestream.contracts.events import TARGETS
+from ridestream.ml.features import RIDE_COLUMNS, build_features
+from ridestream.ml.models import LoadedModel, ModelNotFoundError, load_version
+from ridestream.ml.registry import CHAMPION, MODEL_NAMES, alias_version
+from ridestream.ml.tlc import is_raw_tlc, rides_from_raw
+from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings
-from ridestream.tlc import is_raw_tlc, rides_from_raw
-from ridestream.tracking import mlflow_client
 
 logger = logging.getLogger(__name__)
 

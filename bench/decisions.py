@@ -49,10 +49,10 @@ from bench.harness import (
     stopped_at_exit,
 )
 from producers.replay import replay
-from ridestream.events import TARGETS
+from ridestream.contracts.events import TARGETS
+from ridestream.ml.tlc import month_file
 from ridestream.settings import Settings
-from ridestream.store import DECIDED, DecisionStore, rides
-from ridestream.tlc import month_file
+from ridestream.store.decisions import DECIDED, DecisionStore, rides
 
 WARMUP_S = 10.0
 TICK_S = 0.1

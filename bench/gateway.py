@@ -47,11 +47,11 @@ import pandas as pd
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, write_results
 from bench.harness import cpu_seconds, tree
 from gateway.app import EXAMPLE_RIDE, RideRequest, predict_duration
-from ridestream.features import FEATURES, RIDE_COLUMNS, build_features
-from ridestream.models import AliasedModel
-from ridestream.registry import CHAMPION, MODEL_NAMES
+from ridestream.ml.features import FEATURES, RIDE_COLUMNS, build_features
+from ridestream.ml.models import AliasedModel
+from ridestream.ml.registry import CHAMPION, MODEL_NAMES
+from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings
-from ridestream.tracking import mlflow_client
 
 MODEL = MODEL_NAMES["simple"]
 RIDE = EXAMPLE_RIDE

@@ -17,15 +17,15 @@ import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka import KafkaError as KafkaErrorCode
 
-from ridestream.avro_columnar import ColumnarDecoder
-from ridestream.features import FEATURE_SET
+from ridestream.contracts.schemas import PREDICTION
 from ridestream.kafka.clients import consumer_config, producer_config, unique_group_id
 from ridestream.kafka.producer import ReliableProducer
-from ridestream.registry import outdated_champions
-from ridestream.schemas import PREDICTION
-from ridestream.serde import SingleObjectSerde
+from ridestream.ml.features import FEATURE_SET
+from ridestream.ml.registry import outdated_champions
+from ridestream.ml.tracking import mlflow_client
+from ridestream.serde.codecs import SingleObjectSerde
+from ridestream.serde.columnar import ColumnarDecoder
 from ridestream.settings import Settings
-from ridestream.tracking import mlflow_client
 
 
 def ridestream_command() -> str:

@@ -36,12 +36,12 @@ from tqdm import tqdm
 from batch.score import champion_models, score_file
 from bench.common import machine, write_results
 from bench.harness import ensure_champions
-from ridestream.events import TARGETS
-from ridestream.features import build_features
-from ridestream.models import LoadedModel
-from ridestream.registry import MODEL_NAMES
+from ridestream.contracts.events import TARGETS
+from ridestream.ml.features import build_features
+from ridestream.ml.models import LoadedModel
+from ridestream.ml.registry import MODEL_NAMES
+from ridestream.ml.tlc import load_raw, month_file
 from ridestream.settings import Settings
-from ridestream.tlc import load_raw, month_file
 
 BATCH_SIZES = (1, 64, 512, 4096)
 CHUNK_ROWS = 50_000  # batch scoring's default chunk

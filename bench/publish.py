@@ -35,14 +35,14 @@ from bench.common import (
 )
 from producers.publisher import RidePublisher
 from producers.replay import STARTED_FIELDS
-from ridestream.avro_columnar import ColumnarEncoder, random_uuids
-from ridestream.events import RideStarted
+from ridestream.contracts.events import RideStarted
+from ridestream.contracts.schemas import RIDE_STARTED
+from ridestream.contracts.validation import find_problems
 from ridestream.kafka.local import LocalKafka, java_executable
-from ridestream.schemas import RIDE_STARTED
-from ridestream.serde import SingleObjectSerde
+from ridestream.ml.tlc import load_month, month_file
+from ridestream.serde.codecs import SingleObjectSerde
+from ridestream.serde.columnar import ColumnarEncoder, random_uuids
 from ridestream.settings import Settings
-from ridestream.tlc import load_month, month_file
-from ridestream.validation import find_problems
 
 PRODUCER_PROPS = {
     "acks": "all",

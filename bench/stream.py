@@ -78,17 +78,17 @@ from bench.peers import quix
 from bench.publish import ride_frame
 from consumers.predictor import Predictor, group_id
 from producers.publisher import RidePublisher
-from ridestream.avro_columnar import ColumnarEncoder, random_uuids
-from ridestream.features import build_features
+from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import create_topics
-from ridestream.models import AliasedModel, LoadedModel
-from ridestream.registry import CHAMPION, MODEL_NAMES
+from ridestream.ml.features import build_features
+from ridestream.ml.models import AliasedModel, LoadedModel
+from ridestream.ml.registry import CHAMPION, MODEL_NAMES
+from ridestream.ml.tracking import mlflow_client
 from ridestream.runtime import settle_for_streaming
-from ridestream.schemas import RIDE_STARTED
-from ridestream.serde import SingleObjectSerde
+from ridestream.serde.codecs import SingleObjectSerde
+from ridestream.serde.columnar import ColumnarEncoder, random_uuids
 from ridestream.settings import Settings
-from ridestream.tracking import mlflow_client
 
 TARGET = "duration"
 BACKENDS = ("booster", "lleaves")

@@ -18,7 +18,7 @@ transaction log) took a share of the two cores the loop shares with it. At moder
 batches are not full, the commit ends first, and every batch is its own transaction. Batches
 consumed across a rebalance are dropped and read again from the committed offsets.
 
-Decoding and encoding are columnar (``ridestream.avro_columnar``), a batch at a time: at stream
+Decoding and encoding are columnar (``ridestream.serde.columnar``), a batch at a time: at stream
 rates fastavro's record-at-a-time calls were the largest stage after the model
 (``bench/stream.py`` measures every stage).
 
@@ -52,22 +52,21 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from ridestream import dlq
-from ridestream.avro_columnar import ColumnarEncoder
-from ridestream.batches import BatchReader, Decoded
-from ridestream.events import RideStarted, utc_now
+from ridestream.contracts.events import RideStarted, utc_now
+from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
-from ridestream.features import build_features
-from ridestream.kafka import transactions
+from ridestream.kafka import dlq, transactions
 from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
-from ridestream.metrics import PredictorMetrics, observe_all, serve
-from ridestream.models import AliasedModel, LoadedModel
-from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from ridestream.kafka.decoding import BatchReader, Decoded
+from ridestream.ml.features import build_features
+from ridestream.ml.models import AliasedModel, LoadedModel
+from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from ridestream.ml.tracking import mlflow_client
+from ridestream.observability import PredictorMetrics, observe_all, serve
 from ridestream.runtime import settle_for_streaming
-from ridestream.schemas import PREDICTION, RIDE_STARTED
-from ridestream.serde import Serde, SingleObjectSerde, make_serde
+from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
+from ridestream.serde.columnar import ColumnarEncoder
 from ridestream.settings import Settings
-from ridestream.tracking import mlflow_client
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +342,7 @@ class Predictor:
             self._settle(on_batch)
 
     def decode(self, messages: list[Message]) -> Decoded:
-        """Decode a batch into one frame (see :class:`ridestream.batches.BatchReader`)."""
+        """Decode a batch into one frame (see :class:`ridestream.kafka.decoding.BatchReader`)."""
         return self.reader.decode(messages)
 
     def validate(self, decoded: Decoded) -> tuple[pd.DataFrame, list[dlq.DeadLetter]]:

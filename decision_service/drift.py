@@ -1,6 +1,6 @@
 """Feature drift: the population stability index of the live stream's features against the
 reference profile logged with the duration champion (``reference_profile.json``, see
-ridestream/drift.py), per feature, as a metric; retraining is triggered when one crosses the
+ridestream/ml/profiles.py), per feature, as a metric; retraining is triggered when one crosses the
 threshold.
 
 The live window holds the features of the last ``window_rides`` valid rides in a ring buffer
@@ -28,17 +28,17 @@ from confluent_kafka import Message
 
 from decision_service.background import in_background
 from decision_service.retrain import Retrainer
-from ridestream.batches import BatchReader
-from ridestream.drift import psi
-from ridestream.events import TARGETS, RideStarted
-from ridestream.features import FEATURES, build_features, holiday_dates, zone_tables
-from ridestream.metrics import DecisionMetrics
-from ridestream.registry import CHAMPION, MODEL_NAMES, alias_version
-from ridestream.schemas import RIDE_STARTED
-from ridestream.serde import make_serde
+from ridestream.contracts.events import TARGETS, RideStarted
+from ridestream.contracts.schemas import RIDE_STARTED
+from ridestream.kafka.decoding import BatchReader
+from ridestream.ml.features import FEATURES, build_features, holiday_dates, zone_tables
+from ridestream.ml.profiles import psi
+from ridestream.ml.registry import CHAMPION, MODEL_NAMES, alias_version
+from ridestream.ml.tracking import mlflow_client
+from ridestream.observability import DecisionMetrics
+from ridestream.serde.codecs import make_serde
 from ridestream.settings import Settings
-from ridestream.store import DecisionStore
-from ridestream.tracking import mlflow_client
+from ridestream.store.decisions import DecisionStore
 
 logger = logging.getLogger(__name__)
 

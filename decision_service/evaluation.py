@@ -28,12 +28,12 @@ import pandas as pd
 
 from decision_service.background import in_background
 from decision_service.retrain import Retrainer
-from ridestream.events import TARGETS
-from ridestream.metrics import DecisionMetrics
-from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, promote
+from ridestream.contracts.events import TARGETS
+from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, promote
+from ridestream.ml.tracking import mlflow_client
+from ridestream.observability import DecisionMetrics
 from ridestream.settings import Settings
-from ridestream.store import DecisionStore, evaluation_of
-from ridestream.tracking import mlflow_client
+from ridestream.store.decisions import DecisionStore, evaluation_of
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
-from ridestream.events import TARGETS, Decision, ModelRef
+from ridestream.contracts.events import TARGETS, Decision, ModelRef
 from ridestream.settings import PolicySettings
 
 DRIVER_INCENTIVE = "driver_incentive"

@@ -8,9 +8,9 @@ import logging
 from collections.abc import Callable, Sequence
 
 from ridestream.kestra import KestraClient, KestraError
-from ridestream.metrics import DecisionMetrics
+from ridestream.observability import DecisionMetrics
 from ridestream.settings import Settings
-from ridestream.store import DecisionStore, now_ms
+from ridestream.store.decisions import DecisionStore, now_ms
 
 logger = logging.getLogger(__name__)
 

@@ -50,12 +50,10 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponenti
 from decision_service.drift import DriftMonitor
 from decision_service.evaluation import OnlineEvaluator
 from decision_service.policy import Estimate, decide
-from ridestream import dlq
-from ridestream.avro_columnar import ColumnarEncoder
-from ridestream.batches import BatchReader
-from ridestream.events import TARGETS, Decision, Prediction, RideCompleted
+from ridestream.contracts.events import TARGETS, Decision, Prediction, RideCompleted
+from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
-from ridestream.kafka import transactions
+from ridestream.kafka import dlq, transactions
 from ridestream.kafka.clients import (
     Batches,
     consumer_config,
@@ -63,12 +61,13 @@ from ridestream.kafka.clients import (
     make_admin,
     unique_group_id,
 )
-from ridestream.metrics import DecisionMetrics, observe_all, serve
+from ridestream.kafka.decoding import BatchReader
+from ridestream.observability import DecisionMetrics, observe_all, serve
 from ridestream.runtime import settle_for_streaming
-from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED
-from ridestream.serde import SingleObjectSerde, make_serde
+from ridestream.serde.codecs import SingleObjectSerde, make_serde
+from ridestream.serde.columnar import ColumnarEncoder
 from ridestream.settings import Settings
-from ridestream.store import (
+from ridestream.store.decisions import (
     DecisionStore,
     StoredPrediction,
     epoch_ms,
@@ -381,7 +380,7 @@ class DecisionService:
                 ),
                 "eta": np.array([d.eta for d in decisions], dtype="datetime64[ms]"),
                 "expected_tip": np.array([d.expected_tip for d in decisions], dtype=np.float64),
-                # Tuples: a handful of distinct values, each encoded once (see avro_columnar).
+                # Tuples: a handful of distinct values, each encoded once (see ridestream.serde.columnar).
                 "actions": [tuple(d.actions) for d in decisions],
                 "models": [tuple(d.models) for d in decisions],
                 "partial": np.array([d.partial for d in decisions], dtype=bool),

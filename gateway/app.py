@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime, ValidationErro
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producers.publisher import AsyncRidePublisher
-from ridestream.events import (
+from ridestream.contracts.events import (
     MAX_PASSENGERS,
     ZONE_MAX,
     ZONE_MIN,
@@ -45,14 +45,14 @@ from ridestream.events import (
     RideStarted,
 )
 from ridestream.exceptions import RidestreamError
-from ridestream.features import build_features
 from ridestream.kafka.clients import cluster_metadata, make_admin
-from ridestream.metrics import GatewayMetrics
-from ridestream.models import AliasedModel, LoadedModel
-from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from ridestream.ml.features import build_features
+from ridestream.ml.models import AliasedModel, LoadedModel
+from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES
+from ridestream.ml.tracking import mlflow_client
+from ridestream.observability import GatewayMetrics
 from ridestream.settings import Settings
-from ridestream.store import DecisionStore, RideResult
-from ridestream.tracking import mlflow_client
+from ridestream.store.decisions import DecisionStore, RideResult
 
 logger = logging.getLogger(__name__)
 

@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 from confluent_kafka import Message
 
-from ridestream.avro_columnar import ColumnarEncoder, random_uuids
-from ridestream.events import Event, Prediction, RideCompleted, RideStarted, utc_now
+from ridestream.contracts.events import Event, Prediction, RideCompleted, RideStarted, utc_now
+from ridestream.contracts.schemas import PREDICTION, RIDE_COMPLETED, RIDE_STARTED
+from ridestream.contracts.validation import find_problems
 from ridestream.exceptions import ValidationError
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import AsyncProducer, DeliveryCallback, ReliableProducer
-from ridestream.schemas import PREDICTION, RIDE_COMPLETED, RIDE_STARTED
-from ridestream.serde import Serde, SingleObjectSerde, make_serde
+from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
+from ridestream.serde.columnar import ColumnarEncoder, random_uuids
 from ridestream.settings import Settings
-from ridestream.validation import find_problems
 
 logger = logging.getLogger(__name__)
 

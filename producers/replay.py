@@ -27,11 +27,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from producers.publisher import RidePublisher
-from ridestream.events import Event, RideCompleted, RideStarted
-from ridestream.features import RIDE_COLUMNS
+from ridestream.contracts.events import Event, RideCompleted, RideStarted
+from ridestream.contracts.validation import find_problems
+from ridestream.ml.features import RIDE_COLUMNS
+from ridestream.ml.tlc import load_month, month_bounds
 from ridestream.settings import Settings
-from ridestream.tlc import load_month, month_bounds
-from ridestream.validation import find_problems
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ridestream.exceptions import RidestreamError
+from ridestream.ml.tlc import month_file
 from ridestream.settings import Settings, get_settings, redact, redact_url
-from ridestream.tlc import month_file
 
 if TYPE_CHECKING:
     from ridestream.kestra import KestraClient
@@ -151,8 +151,8 @@ def topics_list() -> None:
 @schemas_app.command("check")
 def schemas_check() -> None:
     """Every schema version is backward and forward compatible with the one before it."""
-    from ridestream.compatibility import check_store
-    from ridestream.schemas import load_store
+    from ridestream.contracts.compatibility import check_store
+    from ridestream.contracts.schemas import load_store
 
     store = load_store(_settings().schemas_dir)
     reports = check_store(store)
@@ -226,7 +226,7 @@ def tail(
     ] = 5.0,
 ) -> None:
     """Print a topic's events, decoded, as JSON lines (from the beginning)."""
-    from ridestream.tail import read_topic
+    from ridestream.kafka.tail import read_topic
 
     settings = _settings()
     name = settings.topics.names().get(topic, topic)
@@ -334,8 +334,8 @@ def report_to_kestra(results: Sequence[TrainResult]) -> None:
 @models_app.command("list")
 def models_list() -> None:
     """Every registered version of the project's models, with aliases."""
-    from ridestream.registry import MODEL_NAMES, list_versions
-    from ridestream.tracking import mlflow_client
+    from ridestream.ml.registry import MODEL_NAMES, list_versions
+    from ridestream.ml.tracking import mlflow_client
 
     client = mlflow_client(_settings().mlflow)
     for name in MODEL_NAMES.values():
@@ -347,9 +347,9 @@ def models_list() -> None:
 @models_app.command("check")
 def models_check() -> None:
     """Exit 1 unless every model has a champion trained on today's feature set."""
-    from ridestream.features import FEATURE_SET
-    from ridestream.registry import outdated_champions
-    from ridestream.tracking import mlflow_client
+    from ridestream.ml.features import FEATURE_SET
+    from ridestream.ml.registry import outdated_champions
+    from ridestream.ml.tracking import mlflow_client
 
     outdated = outdated_champions(mlflow_client(_settings().mlflow), FEATURE_SET)
     if outdated:
@@ -364,8 +364,8 @@ def models_promote(
     version: Annotated[str, typer.Argument(help="The version to make @champion.")],
 ) -> None:
     """Make a version the champion (the running services swap to it)."""
-    from ridestream.registry import promote
-    from ridestream.tracking import mlflow_client
+    from ridestream.ml.registry import promote
+    from ridestream.ml.tracking import mlflow_client
 
     previous = promote(mlflow_client(_settings().mlflow), name, version)
     typer.echo(f"{name}@champion = v{version} (was {previous and 'v' + previous})")
@@ -376,8 +376,8 @@ def models_rollback(
     name: Annotated[str, typer.Argument(help="Registered model, e.g. ride-duration.")],
 ) -> None:
     """Give @champion back to the version the current champion replaced."""
-    from ridestream.registry import rollback
-    from ridestream.tracking import mlflow_client
+    from ridestream.ml.registry import rollback
+    from ridestream.ml.tracking import mlflow_client
 
     was, now = rollback(mlflow_client(_settings().mlflow), name)
     typer.echo(f"{name}@champion = v{now} (rolled back from v{was})")
@@ -389,7 +389,7 @@ def mlflow_ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 50
     import os
     import subprocess
 
-    from ridestream.tracking import mlflow_client
+    from ridestream.ml.tracking import mlflow_client
 
     settings = _settings().mlflow
     mlflow_client(settings)  # creates the local store if needed
@@ -535,7 +535,7 @@ def evaluate_report(
 ) -> None:
     """Online MAE/RMSE per target and model version (window and total), and promotion advice."""
     from decision_service.evaluation import report
-    from ridestream.store import DecisionStore
+    from ridestream.store.decisions import DecisionStore
 
     settings = _settings()
     store = DecisionStore(settings.decisions.resolved_store_url)
@@ -578,7 +578,7 @@ def evaluate_report(
 @rides_app.command("show")
 def rides_show(ride_id: Annotated[str, typer.Argument(help="The ride's id.")]) -> None:
     """A ride's predictions, decision and ground truth from the decision store."""
-    from ridestream.store import DecisionStore
+    from ridestream.store.decisions import DecisionStore
 
     store = DecisionStore(_settings().decisions.resolved_store_url)
     try:
@@ -598,7 +598,7 @@ def dlq_replay(
     limit: Annotated[int | None, typer.Option(min=1, help="At most N letters.")] = None,
 ) -> None:
     """Re-publish dead letters to their source topics, once each."""
-    from ridestream.dlq import replay as replay_letters
+    from ridestream.kafka.dlq import replay as replay_letters
 
     counts = replay_letters(_settings(), kinds=set(kind) if kind else None, limit=limit)
     typer.echo(f"replayed {counts['replayed']} dead letter(s); skipped {counts['skipped']}")

@@ -20,8 +20,8 @@ import pandas as pd
 
 from producers.publisher import RidePublisher
 from producers.replay import COMPLETED_FIELDS
+from ridestream.ml.tlc import load_month, month_file
 from ridestream.settings import get_settings
-from ridestream.tlc import load_month, month_file
 
 FIELDS = ("pickup_zone", "dropoff_zone", "trip_distance", "passenger_count", "vendor_id",
           "rate_code", "payment_type", "trip_type")  # fmt: skip

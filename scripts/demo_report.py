@@ -16,11 +16,11 @@ from confluent_kafka import Consumer
 from sqlalchemy import func, select
 
 from decision_service.evaluation import report as evaluation_report
-from ridestream.evaluation import MAX_MINUTES, MIN_MINUTES
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
+from ridestream.ml.scoring import MAX_MINUTES, MIN_MINUTES
+from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings, get_settings
-from ridestream.store import LABELLED, DecisionStore, actuals, rides
-from ridestream.tracking import mlflow_client
+from ridestream.store.decisions import LABELLED, DecisionStore, actuals, rides
 
 
 def dead_letters(settings: Settings) -> int:

@@ -107,7 +107,7 @@ def mlflow_settings(home: Path, **overrides: object) -> Settings:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[object]]:
     """One real training run (every target, sampled months) into a session MLflow store."""
-    from ridestream.tlc import month_file
+    from ridestream.ml.tlc import month_file
     from training.train import train_models
 
     settings = mlflow_settings(tmp_path_factory.mktemp("trained"))

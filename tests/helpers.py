@@ -12,8 +12,8 @@ from confluent_kafka import Consumer, Message
 
 from producers.replay import replay
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
+from ridestream.ml.tlc import month_file
 from ridestream.settings import Settings
-from ridestream.tlc import month_file
 
 
 def replay_started(settings: Settings, rides: int, id_prefix: str) -> None:

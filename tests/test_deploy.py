@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ridestream.metrics import DecisionMetrics, GatewayMetrics, PredictorMetrics
+from ridestream.observability import DecisionMetrics, GatewayMetrics, PredictorMetrics
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

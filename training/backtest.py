@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ridestream.evaluation import regression_metrics
+from ridestream.ml.scoring import regression_metrics
 from training.baselines import lightgbm_raw
 from training.data import TARGET_COLUMNS, Split
 from training.evaluate import segments

@@ -2,7 +2,7 @@
 each file so a model version names exactly the data it learned from.
 
 A split holds every ride of its months that the label convention accepts
-(``ridestream.tlc.labelled_mask``): nothing a backend would publish is dropped for its features
+(``ridestream.ml.tlc.labelled_mask``): nothing a backend would publish is dropped for its features
 (a zero or absurd distance stays in), only rides whose ground truth is broken. Its features are
 ``build_features``' own, before any distance prior (each model applies the prior it learned).
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ridestream.features import build_features
-from ridestream.tlc import MonthReport, load_month
+from ridestream.ml.features import build_features
+from ridestream.ml.tlc import MonthReport, load_month
 
 # Target → the TLC column it is learned from.
 TARGET_COLUMNS = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ridestream.evaluation import regression_metrics
-from ridestream.features import MAX_PLAUSIBLE_MILES
+from ridestream.ml.features import MAX_PLAUSIBLE_MILES
+from ridestream.ml.scoring import regression_metrics
 
 ALL = "all"
 

@@ -8,7 +8,7 @@ early, so the figures they give are the figures of a model that never saw them.
 A spec with a ``scale`` (the tip) learns the target as a rate of another target's estimate:
 the estimating model is fitted first (a fixed number of trees), its out-of-fold estimates of the
 training rows become the rate's denominator and weights, and the answer is rate × estimate, as
-``ridestream.models`` serves it.
+``ridestream.ml.models`` serves it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 from sklearn.model_selection import KFold
 from tqdm import tqdm
 
-from ridestream.features import CATEGORICAL, DistancePrior, select
-from ridestream.models import SCALE_FLOOR, LoadedModel, compose
+from ridestream.ml.features import CATEGORICAL, DistancePrior, select
+from ridestream.ml.models import SCALE_FLOOR, LoadedModel, compose
 from training.data import Split
 from training.specs import TargetSpec
 

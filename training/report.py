@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ridestream.ml.tracking import ensure_experiment, mlflow_client
 from ridestream.settings import Settings
-from ridestream.tracking import ensure_experiment, mlflow_client
 from training.backtest import FoldScore, backtest, refit_gains, table
 from training.data import load_split
 from training.evaluate import ALL

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ridestream.features import FEATURES, SIMPLE_FEATURES, TREND_FEATURES
-from ridestream.registry import MODEL_NAMES
+from ridestream.ml.features import FEATURES, SIMPLE_FEATURES, TREND_FEATURES
+from ridestream.ml.registry import MODEL_NAMES
 
 COMMON_PARAMS: dict[str, Any] = {
     "objective": "regression",
@@ -65,7 +65,7 @@ COST_PARAMS: dict[str, Any] = {
     "max_bin": 1023,
 }
 
-# Every feature but the app-fare time index (see ridestream.features.TREND_FEATURES): a ride's
+# Every feature but the app-fare time index (see ridestream.ml.features.TREND_FEATURES): a ride's
 # duration and tip do not follow a platform's price list.
 RIDE_FEATURES = tuple(name for name in FEATURES if name not in TREND_FEATURES)
 

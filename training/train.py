@@ -28,10 +28,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ridestream.drift import reference_profile
-from ridestream.evaluation import regression_metrics
 from ridestream.exceptions import ConfigurationError
-from ridestream.features import (
+from ridestream.ml.features import (
     CATEGORICAL,
     FEATURE_SET,
     PRIOR_FEATURES,
@@ -39,10 +37,12 @@ from ridestream.features import (
     DistancePrior,
     select,
 )
-from ridestream.models import PRIOR_ARTIFACT, SCALE_ARTIFACT, compose, load_version
-from ridestream.registry import CHAMPION, alias_version, make_challenger, promote
+from ridestream.ml.models import PRIOR_ARTIFACT, SCALE_ARTIFACT, compose, load_version
+from ridestream.ml.profiles import reference_profile
+from ridestream.ml.registry import CHAMPION, alias_version, make_challenger, promote
+from ridestream.ml.scoring import regression_metrics
+from ridestream.ml.tracking import ensure_experiment, mlflow_client
 from ridestream.settings import ModelSettings, Settings
-from ridestream.tracking import ensure_experiment, mlflow_client
 from training import plots
 from training.baselines import lightgbm_raw, linear_baseline, median_by_payment
 from training.data import TARGET_COLUMNS, Split, load_split
@@ -183,7 +183,7 @@ def _log_companions(fitted: Fitted, folder: str) -> None:
         mlflow.set_tag(
             "output",
             f"a rate of {fitted.spec.scale.target}: multiply by {SCALE_ARTIFACT}'s prediction "
-            "(floored at 1); ridestream.models.load_version does",
+            "(floored at 1); ridestream.ml.models.load_version does",
         )
 
 

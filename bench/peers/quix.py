@@ -3,7 +3,7 @@
 The peer has a virtualenv of its own (``bench/peers/.venv``, made here from the pinned
 ``requirements.txt`` when missing or out of date). It gets the champion as a LightGBM model file
 and the feature lookups as JSON, both exported from this side, and its feature function
-(``ride_features.py``) is checked against ``ridestream.features.build_features`` on real rides
+(``ride_features.py``) is checked against ``ridestream.ml.features.build_features`` on real rides
 before it runs: a peer that computed other features would be measuring another task.
 """
 
@@ -20,10 +20,16 @@ import numpy as np
 import pandas as pd
 
 from bench.peers.ride_features import ride_features, tables_from_payload
-from ridestream.features import FEATURES, DistancePrior, build_features, holiday_dates, zone_tables
-from ridestream.models import LoadedModel
-from ridestream.schemas import PREDICTION
-from ridestream.serde import SingleObjectSerde
+from ridestream.contracts.schemas import PREDICTION
+from ridestream.ml.features import (
+    FEATURES,
+    DistancePrior,
+    build_features,
+    holiday_dates,
+    zone_tables,
+)
+from ridestream.ml.models import LoadedModel
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import Settings
 
 PEERS = Path(__file__).resolve().parent
@@ -51,7 +57,7 @@ def peer_python() -> Path:
 
 
 def tables_payload(prior: DistancePrior | None) -> dict[str, Any]:
-    """The lookups of ``ridestream.features`` and a model's distance prior as JSON (NaN as
+    """The lookups of ``ridestream.ml.features`` and a model's distance prior as JSON (NaN as
     null; the prior's unknown pairs left out)."""
     borough, airport, yellow, _ = zone_tables()
     miles = prior.miles if prior is not None else np.full((1, 1), np.nan)

@@ -1,9 +1,9 @@
 """The model features of one ride, in plain Python, for the Quix Streams peer.
 
 The peer runs in its own virtualenv (Quix Streams pins versions of confluent-kafka and pydantic
-the project cannot take), so it cannot import ``ridestream.features``. This is that function
+the project cannot take), so it cannot import ``ridestream.ml.features``. This is that function
 restated for one ride at a time, the way a per-message processor computes it; the lookup tables it
-needs (boroughs, airports, congestion zones, holidays) are exported from ``ridestream.features``
+needs (boroughs, airports, congestion zones, holidays) are exported from ``ridestream.ml.features``
 itself (:func:`tables_from_payload`), and ``bench/stream.py`` checks on real rides that it returns
 exactly what ``build_features`` returns before the peer is measured. Standard library only, so
 both virtualenvs import it.
@@ -19,8 +19,10 @@ from typing import Any
 
 ZONE_COUNT = 265
 NAN = math.nan
-EPOCH = datetime(1970, 1, 1)
-MAX_PLAUSIBLE_MILES = 100.0  # ridestream.features.MAX_PLAUSIBLE_MILES (checked by check_features)  # pickup times are naive: "days since 1970" of the wall clock
+EPOCH = datetime(1970, 1, 1)  # pickup times are naive: "days since 1970" of the wall clock
+MAX_PLAUSIBLE_MILES = (
+    100.0  # ridestream.ml.features.MAX_PLAUSIBLE_MILES (checked by check_features)
+)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ridestream import dlq
 from ridestream.exceptions import RidestreamError
+from ridestream.kafka import dlq
 from ridestream.kafka.clients import producer_config, rewind_to_committed
 from ridestream.settings import KafkaConfigValue, Settings
 

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.score import champion_models, score_file
-from ridestream.features import RIDE_COLUMNS, build_features
+from ridestream.ml.features import RIDE_COLUMNS, build_features
+from ridestream.ml.tlc import load_raw, month_file
 from ridestream.settings import Settings
-from ridestream.tlc import load_raw, month_file
 from training.train import TrainResult
 
 pytestmark = pytest.mark.slow

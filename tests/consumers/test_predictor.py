@@ -17,17 +17,17 @@ import pytest
 
 from consumers.predictor import BatchOutcome, Predictor
 from producers.replay import replay
-from ridestream import dlq
-from ridestream.features import FEATURES, build_features
+from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
+from ridestream.kafka import dlq
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import ReliableProducer
-from ridestream.models import load_version
-from ridestream.registry import CHAMPION, MODEL_NAMES
-from ridestream.schemas import PREDICTION, RIDE_STARTED
-from ridestream.serde import MARKER, SingleObjectSerde
+from ridestream.ml.features import FEATURES, build_features
+from ridestream.ml.models import load_version
+from ridestream.ml.registry import CHAMPION, MODEL_NAMES
+from ridestream.ml.tlc import load_month, month_file
+from ridestream.ml.tracking import mlflow_client
+from ridestream.serde.codecs import MARKER, SingleObjectSerde
 from ridestream.settings import Settings
-from ridestream.tlc import load_month, month_file
-from ridestream.tracking import mlflow_client
 from tests.conftest import mlflow_settings
 from tests.helpers import consume_all, replay_started
 from training.train import TrainResult
@@ -254,7 +254,7 @@ def test_moving_the_alias_mid_stream_switches_version_at_a_batch_boundary(
 ) -> None:
     import dataclasses
 
-    from ridestream.registry import promote
+    from ridestream.ml.registry import promote
     from training.train import SPECS, train_models
 
     store = mlflow_settings(tmp_path)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from producers.replay import replay
+from ridestream.contracts.schemas import PREDICTION
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.local import LocalKafka
 from ridestream.kafka.topics import create_project_topics
-from ridestream.schemas import PREDICTION
-from ridestream.serde import SingleObjectSerde
+from ridestream.ml.tlc import month_file
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import Settings
-from ridestream.tlc import month_file
 from tests.conftest import local_kafka_settings, make_settings
 from tests.helpers import consume_all, replay_started
 from training.train import TrainResult

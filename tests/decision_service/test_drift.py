@@ -9,15 +9,15 @@ from confluent_kafka import Message
 
 from decision_service.drift import DriftMonitor
 from producers.replay import STARTED_FIELDS
-from ridestream.avro_columnar import ColumnarEncoder, random_uuids
-from ridestream.drift import reference_profile
-from ridestream.features import CATEGORICAL, FEATURES, build_features
-from ridestream.metrics import DecisionMetrics
-from ridestream.schemas import RIDE_STARTED
-from ridestream.serde import SingleObjectSerde
+from ridestream.contracts.schemas import RIDE_STARTED
+from ridestream.ml.features import CATEGORICAL, FEATURES, build_features
+from ridestream.ml.profiles import reference_profile
+from ridestream.ml.tlc import load_month, month_file
+from ridestream.observability import DecisionMetrics
+from ridestream.serde.codecs import SingleObjectSerde
+from ridestream.serde.columnar import ColumnarEncoder, random_uuids
 from ridestream.settings import DecisionSettings, DriftSettings, Settings
-from ridestream.store import DecisionStore
-from ridestream.tlc import load_month, month_file
+from ridestream.store.decisions import DecisionStore
 
 
 def started_messages(count: int, scale: float = 1.0) -> list[Message]:

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from decision_service.policy import Estimate, decide
 from decision_service.service import DecisionService
-from ridestream.events import TARGETS
-from ridestream.schemas import DECISION
-from ridestream.serde import SingleObjectSerde
+from ridestream.contracts.events import TARGETS
+from ridestream.contracts.schemas import DECISION
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import DecisionSettings, PolicySettings, Settings
 
 estimate = st.one_of(

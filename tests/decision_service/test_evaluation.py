@@ -14,11 +14,11 @@ from decision_service.evaluation import OnlineEvaluator, compare_challengers, re
 from decision_service.retrain import Retrainer
 from ridestream.cli import default_flow_file
 from ridestream.kestra import KestraClient
-from ridestream.metrics import DecisionMetrics
-from ridestream.registry import CHALLENGER, CHAMPION, alias_version, make_challenger, promote
+from ridestream.ml.registry import CHALLENGER, CHAMPION, alias_version, make_challenger, promote
+from ridestream.ml.tracking import mlflow_client
+from ridestream.observability import DecisionMetrics
 from ridestream.settings import DecisionSettings, EvaluationSettings, KestraSettings, Settings
-from ridestream.store import DecisionStore
-from ridestream.tracking import mlflow_client
+from ridestream.store.decisions import DecisionStore
 from tests.conftest import mlflow_settings
 from tests.helpers import wait_for
 from tests.kestra_contract import KestraContract

@@ -18,19 +18,19 @@ import pytest
 from consumers.predictor import Predictor
 from decision_service.service import DecisionService
 from producers.replay import replay
-from ridestream import dlq
-from ridestream.events import TARGETS
-from ridestream.features import build_features
+from ridestream.contracts.events import TARGETS
+from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED
+from ridestream.kafka import dlq
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import ReliableProducer
-from ridestream.models import load_version
-from ridestream.registry import CHAMPION, MODEL_NAMES
-from ridestream.schemas import DECISION, PREDICTION, RIDE_COMPLETED
-from ridestream.serde import SingleObjectSerde
+from ridestream.ml.features import build_features
+from ridestream.ml.models import load_version
+from ridestream.ml.registry import CHAMPION, MODEL_NAMES
+from ridestream.ml.tlc import load_month, month_file
+from ridestream.ml.tracking import mlflow_client
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import DecisionSettings, KestraSettings, Settings
-from ridestream.store import DecisionStore, metadata
-from ridestream.tlc import load_month, month_file
-from ridestream.tracking import mlflow_client
+from ridestream.store.decisions import DecisionStore, metadata
 from tests.conftest import free_port
 from tests.helpers import Running, consume_all, replay_started, wait_for
 from tests.kestra_contract import KestraContract

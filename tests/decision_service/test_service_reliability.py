@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from ridestream.events import TARGETS
+from ridestream.contracts.events import TARGETS
+from ridestream.contracts.schemas import PREDICTION, RIDE_COMPLETED
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import ReliableProducer
-from ridestream.registry import MODEL_NAMES
-from ridestream.schemas import PREDICTION, RIDE_COMPLETED
-from ridestream.serde import SingleObjectSerde
+from ridestream.ml.registry import MODEL_NAMES
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import Settings
-from ridestream.store import DecisionStore
+from ridestream.store.decisions import DecisionStore
 from tests.helpers import consume_all
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from gateway.app import EXAMPLE_RIDE, create_app
-from ridestream.features import RIDE_COLUMNS, build_features
-from ridestream.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, make_challenger
+from ridestream.ml.features import RIDE_COLUMNS, build_features
+from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, make_challenger
+from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import DecisionSettings, GatewaySettings, Settings
-from ridestream.tracking import mlflow_client
 from tests.conftest import free_port
 from training.train import TrainResult
 
@@ -46,7 +46,7 @@ def client(gateway_settings: Settings) -> Iterator[TestClient]:
 
 def expected_duration(settings: Settings, ride: dict[str, Any]) -> tuple[float, str]:
     """What the simple champion says of a ride, computed the batch way."""
-    from ridestream.models import load_version
+    from ridestream.ml.models import load_version
 
     client = mlflow_client(settings.mlflow)
     name = MODEL_NAMES["simple"]
@@ -123,7 +123,7 @@ def test_non_finite_numbers_get_422_naming_the_field(
 def test_rides_without_a_usable_distance_get_the_zone_pairs_typical_duration(
     client: TestClient,
 ) -> None:
-    from ridestream.tlc import load_month, month_file
+    from ridestream.ml.tlc import load_month, month_file
 
     january, _ = load_month(month_file("2023-01"))
     pair = january[(january["pickup_zone"] == 74) & (january["dropoff_zone"] == 236)]

@@ -22,7 +22,7 @@ from schemathesis import GenerationMode
 from consumers.predictor import Predictor
 from decision_service.service import DecisionService
 from gateway.app import create_app
-from ridestream.events import TARGETS
+from ridestream.contracts.events import TARGETS
 from ridestream.settings import DecisionSettings, GatewaySettings, Settings
 from tests.conftest import free_port
 from tests.helpers import Running

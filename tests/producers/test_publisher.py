@@ -10,13 +10,13 @@ import pytest
 
 from producers.publisher import AsyncRidePublisher, RidePublisher
 from producers.replay import STARTED_FIELDS
-from ridestream.events import RideStarted
+from ridestream.contracts.events import RideStarted
+from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.exceptions import DeliveryError, ValidationError
 from ridestream.kafka.topics import summarize_topics
-from ridestream.schemas import RIDE_STARTED
-from ridestream.serde import SingleObjectSerde
+from ridestream.ml.tlc import load_month, month_file
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import Settings
-from ridestream.tlc import load_month, month_file
 from tests.conftest import free_port, make_settings
 from tests.helpers import consume_all
 

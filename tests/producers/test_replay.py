@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 
 from producers.replay import COMPLETE, START, ReplaySummary, replay, schedule
-from ridestream.events import RideCompleted, RideStarted
+from ridestream.contracts.events import RideCompleted, RideStarted
+from ridestream.contracts.schemas import RIDE_COMPLETED, RIDE_STARTED
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.local import LocalKafka
 from ridestream.kafka.topics import create_project_topics
-from ridestream.schemas import RIDE_COMPLETED, RIDE_STARTED
-from ridestream.serde import SingleObjectSerde
+from ridestream.ml.tlc import month_file
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import Settings
-from ridestream.tlc import month_file
 from tests.conftest import local_kafka_settings, make_settings
 from tests.helpers import consume_all
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner, Result
 from ridestream.cli import app, earlier_months
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import delete_topics
+from ridestream.ml.tlc import month_file
 from ridestream.settings import get_settings
-from ridestream.tlc import month_file
 from tests.conftest import make_settings
 
 

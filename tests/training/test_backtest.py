@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ridestream.tlc import month_file
+from ridestream.ml.tlc import month_file
 from training.backtest import backtest, origins, refit_gains, table, windows
 from training.data import Split, load_split
 from training.specs import SPECS

@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ridestream.evaluation import regression_metrics
-from ridestream.features import build_features
-from ridestream.models import load_version
-from ridestream.registry import (
+from ridestream.ml.features import build_features
+from ridestream.ml.models import load_version
+from ridestream.ml.registry import (
     CHALLENGER,
     CHAMPION,
     PROMOTED_FROM,
@@ -24,9 +23,10 @@ from ridestream.registry import (
     promote,
     rollback,
 )
+from ridestream.ml.scoring import regression_metrics
+from ridestream.ml.tlc import load_month, month_file
+from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings
-from ridestream.tlc import load_month, month_file
-from ridestream.tracking import mlflow_client
 from tests.conftest import TRAIN_SAMPLE, mlflow_settings
 from training.data import load_split
 from training.train import SPECS, TrainResult, train_models

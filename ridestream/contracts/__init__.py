@@ -1,0 +1,1 @@
+"""The contracts: Avro schemas, the events they carry, validation, compatibility."""

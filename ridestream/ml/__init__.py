@@ -1,0 +1,1 @@
+"""Features, models, the registry, tracking, drift profiles and scoring."""

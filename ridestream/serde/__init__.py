@@ -1,0 +1,1 @@
+"""Serialization: single-object and Confluent framing, columnar batch codecs."""
