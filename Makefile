@@ -40,10 +40,11 @@ bench: setup ## Run the benchmarks; results land in bench/results/
 	$(BIN)/python -m bench.decisions
 	$(BIN)/python -m bench.gateway
 
-lint: setup ## ruff (lint + format check) and mypy
+lint: setup ## ruff (lint + format check), mypy and the import layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: setup ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

@@ -12,7 +12,6 @@ from pydantic import SecretStr
 
 from decision_service.evaluation import OnlineEvaluator, compare_challengers, report
 from decision_service.retrain import Retrainer
-from ridestream.cli import default_flow_file
 from ridestream.kestra import KestraClient
 from ridestream.ml.registry import CHALLENGER, CHAMPION, alias_version, make_challenger, promote
 from ridestream.ml.tracking import mlflow_client
@@ -22,6 +21,7 @@ from ridestream.store.decisions import DecisionStore
 from tests.conftest import mlflow_settings
 from tests.helpers import wait_for
 from tests.kestra_contract import KestraContract
+from training.cli import FLOW_FILE
 
 
 def errors(rides: int, champion_sd: float, challenger_sd: float, seed: int = 3) -> pd.DataFrame:
@@ -219,7 +219,7 @@ def test_retraining_goes_to_kestra_once_per_cooldown(filled_store: DecisionStore
             ),
         )
         with KestraClient(settings.kestra) as client:
-            client.deploy_flow(default_flow_file().read_text())
+            client.deploy_flow(FLOW_FILE.read_text())
         metrics = DecisionMetrics()
         retrainer = Retrainer(settings, filled_store, metrics)
         first = retrainer.trigger(

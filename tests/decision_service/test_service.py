@@ -365,11 +365,11 @@ def test_a_drifted_stream_raises_psi_and_triggers_retraining_once(
         kestra_settings = KestraSettings(
             url=kestra.url, username=kestra.username, password=kestra.password
         )
-        from ridestream.cli import default_flow_file
         from ridestream.kestra import KestraClient
+        from training.cli import FLOW_FILE
 
         with KestraClient(kestra_settings) as client:
-            client.deploy_flow(default_flow_file().read_text())
+            client.deploy_flow(FLOW_FILE.read_text())
         drift = service_settings.decisions.drift.model_copy(
             update={"min_rides": 1000, "window_rides": 2000, "check_interval_s": 0.5}
         )

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from ridestream.cli import app, earlier_months
+from ridestream.cli import app
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import delete_topics
 from ridestream.ml.tlc import month_file
 from ridestream.settings import get_settings
 from tests.conftest import make_settings
+from training.cli import earlier_months
 
 
 @pytest.fixture
@@ -224,3 +225,13 @@ def test_mlflow_ui_serves_the_projects_store_on_loopback(
 
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_every_service_adds_its_commands_through_its_entry_point() -> None:
+    from ridestream.cli.app import SERVICES
+
+    assert SERVICES == ["batch", "decisions", "gateway", "predictors", "producers", "training"]
+    names = {command.name or command.callback.__name__ for command in app.registered_commands}
+    names |= {group.name for group in app.registered_groups}
+    for command in ("predict", "decide", "gateway", "replay", "train", "batch", "kestra"):
+        assert command in names

@@ -1,0 +1,115 @@
+"""``ridestream kafka``, ``topics``, ``tail`` and ``dlq``: the broker and what flows through it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ridestream.cli.common import echo_json, settings
+from ridestream.kafka.clients import make_admin
+from ridestream.kafka.dlq import replay as replay_letters
+from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.tail import read_topic
+from ridestream.kafka.topics import create_project_topics, summarize_topics
+
+kafka_app = typer.Typer(
+    help="The local single-node Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True
+)
+topics_app = typer.Typer(help="The project's topics.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+
+
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Download Kafka's jars from Maven Central into the cache (once)."""
+    typer.echo(LocalKafka(settings().local_kafka).fetch_jars())
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Start the local broker, or reuse the one already running; returns when it answers."""
+    status = LocalKafka(settings().local_kafka).start()
+    typer.echo(
+        f"Kafka {status.version} answers at {status.bootstrap} (pid {status.pid}, home {status.home})"
+    )
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker cleanly."""
+    stopped = LocalKafka(settings().local_kafka).stop()
+    typer.echo("Kafka stopped" if stopped else "no local Kafka was running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Whether the local broker runs and answers; exit 1 when nothing answers."""
+    status = LocalKafka(settings().local_kafka).status()
+    typer.echo(
+        f"bootstrap={status.bootstrap} running={status.running} pid={status.pid} "
+        f"answers={status.answers} home={status.home}"
+    )
+    if not status.answers:
+        raise typer.Exit(1)
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[
+        int | None, typer.Option(min=1, help="Default: RIDESTREAM_TOPICS__PARTITIONS.")
+    ] = None,
+) -> None:
+    """Create the topics of the design (existing ones are left as they are)."""
+    current = settings()
+    for name, created in create_project_topics(current, make_admin(current), partitions).items():
+        typer.echo(f"{name}: {'created' if created else 'exists'}")
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The project's topics with partition and message counts."""
+    current = settings()
+    for summary in summarize_topics(current, list(current.topics.names().values())):
+        typer.echo(
+            f"{summary.name:<32} partitions={summary.partitions:<3} messages={summary.messages}"
+        )
+
+
+def tail(
+    topic: Annotated[
+        str,
+        typer.Argument(
+            help="Topic name, or a role: started, completed, predictions, decisions, dlq."
+        ),
+    ],
+    limit: Annotated[int | None, typer.Option(min=1, help="Stop after N messages.")] = None,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Stop after this many seconds without a message.")
+    ] = 5.0,
+) -> None:
+    """Print a topic's events, decoded, as JSON lines (from the beginning)."""
+    current = settings()
+    name = current.topics.names().get(topic, topic)
+    for record in read_topic(current, name, limit=limit, idle_timeout_s=idle_timeout):
+        echo_json(record)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    kind: Annotated[
+        list[str] | None, typer.Option(help="Only these error kinds (repeatable).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N letters.")] = None,
+) -> None:
+    """Re-publish dead letters to their source topics, once each."""
+    counts = replay_letters(settings(), kinds=set(kind) if kind else None, limit=limit)
+    typer.echo(f"replayed {counts['replayed']} dead letter(s); skipped {counts['skipped']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the root command."""
+    app.add_typer(kafka_app, name="kafka")
+    app.add_typer(topics_app, name="topics")
+    app.command()(tail)
+    app.add_typer(dlq_app, name="dlq")
