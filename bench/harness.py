@@ -24,7 +24,7 @@ from ridestream.ml.features import FEATURE_SET
 from ridestream.ml.registry import outdated_champions
 from ridestream.ml.tracking import mlflow_client
 from ridestream.serde.codecs import SingleObjectSerde
-from ridestream.serde.columnar import ColumnarDecoder
+from ridestream.serde.columnar_decode import ColumnarDecoder
 from ridestream.settings import Settings
 
 

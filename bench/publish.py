@@ -36,12 +36,13 @@ from bench.common import (
 from producers.publisher import RidePublisher
 from producers.replay import STARTED_FIELDS
 from ridestream.contracts.events import RideStarted
+from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.contracts.validation import find_problems
 from ridestream.kafka.local import LocalKafka, java_executable
 from ridestream.ml.tlc import load_month, month_file
 from ridestream.serde.codecs import SingleObjectSerde
-from ridestream.serde.columnar import ColumnarEncoder, random_uuids
+from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
 
 PRODUCER_PROPS = {

@@ -78,6 +78,7 @@ from bench.peers import quix
 from bench.publish import ride_frame
 from consumers.predictor import Predictor, group_id
 from producers.publisher import RidePublisher
+from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import create_topics
@@ -87,7 +88,7 @@ from ridestream.ml.registry import CHAMPION, MODEL_NAMES
 from ridestream.ml.tracking import mlflow_client
 from ridestream.runtime import settle_for_streaming
 from ridestream.serde.codecs import SingleObjectSerde
-from ridestream.serde.columnar import ColumnarEncoder, random_uuids
+from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
 
 TARGET = "duration"

@@ -18,7 +18,7 @@ transaction log) took a share of the two cores the loop shares with it. At moder
 batches are not full, the commit ends first, and every batch is its own transaction. Batches
 consumed across a rebalance are dropped and read again from the committed offsets.
 
-Decoding and encoding are columnar (``ridestream.serde.columnar``), a batch at a time: at stream
+Decoding and encoding are columnar (``ridestream.serde.columnar_encode`` and ``columnar_decode``), a batch at a time: at stream
 rates fastavro's record-at-a-time calls were the largest stage after the model
 (``bench/stream.py`` measures every stage).
 
@@ -52,6 +52,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from consumers.metrics import PredictorMetrics
 from ridestream.contracts.events import RideStarted, utc_now
 from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
@@ -62,10 +63,10 @@ from ridestream.ml.features import build_features
 from ridestream.ml.models import AliasedModel, LoadedModel
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.ml.tracking import mlflow_client
-from ridestream.observability import PredictorMetrics, observe_all, serve
+from ridestream.observability import observe_all, serve
 from ridestream.runtime import settle_for_streaming
 from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
-from ridestream.serde.columnar import ColumnarEncoder
+from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)

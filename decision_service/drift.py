@@ -27,6 +27,7 @@ import pandas as pd
 from confluent_kafka import Message
 
 from decision_service.background import in_background
+from decision_service.metrics import DecisionMetrics
 from decision_service.retrain import Retrainer
 from ridestream.contracts.events import TARGETS, RideStarted
 from ridestream.contracts.schemas import RIDE_STARTED
@@ -35,7 +36,6 @@ from ridestream.ml.features import FEATURES, build_features, holiday_dates, zone
 from ridestream.ml.profiles import psi
 from ridestream.ml.registry import CHAMPION, MODEL_NAMES, alias_version
 from ridestream.ml.tracking import mlflow_client
-from ridestream.observability import DecisionMetrics
 from ridestream.serde.codecs import make_serde
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore

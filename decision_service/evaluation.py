@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 from decision_service.background import in_background
+from decision_service.metrics import DecisionMetrics
 from decision_service.retrain import Retrainer
 from ridestream.contracts.events import TARGETS
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, promote
 from ridestream.ml.tracking import mlflow_client
-from ridestream.observability import DecisionMetrics
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore, evaluation_of
 

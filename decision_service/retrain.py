@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from decision_service.metrics import DecisionMetrics
 from ridestream.kestra import KestraClient, KestraError
-from ridestream.observability import DecisionMetrics
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore, now_ms
 

@@ -49,6 +49,7 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponenti
 
 from decision_service.drift import DriftMonitor
 from decision_service.evaluation import OnlineEvaluator
+from decision_service.metrics import DecisionMetrics
 from decision_service.policy import Estimate, decide
 from ridestream.contracts.events import TARGETS, Decision, Prediction, RideCompleted
 from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED
@@ -62,10 +63,10 @@ from ridestream.kafka.clients import (
     unique_group_id,
 )
 from ridestream.kafka.decoding import BatchReader
-from ridestream.observability import DecisionMetrics, observe_all, serve
+from ridestream.observability import observe_all, serve
 from ridestream.runtime import settle_for_streaming
 from ridestream.serde.codecs import SingleObjectSerde, make_serde
-from ridestream.serde.columnar import ColumnarEncoder
+from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
 from ridestream.store.decisions import (
     DecisionStore,
@@ -380,7 +381,7 @@ class DecisionService:
                 ),
                 "eta": np.array([d.eta for d in decisions], dtype="datetime64[ms]"),
                 "expected_tip": np.array([d.expected_tip for d in decisions], dtype=np.float64),
-                # Tuples: a handful of distinct values, each encoded once (see ridestream.serde.columnar).
+                # Tuples: a handful of distinct values, each encoded once (see ridestream.serde.columnar_encode).
                 "actions": [tuple(d.actions) for d in decisions],
                 "models": [tuple(d.models) for d in decisions],
                 "partial": np.array([d.partial for d in decisions], dtype=bool),

@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.metrics import GatewayMetrics
 from producers.publisher import AsyncRidePublisher
 from ridestream.contracts.events import (
     MAX_PASSENGERS,
@@ -50,7 +51,6 @@ from ridestream.ml.features import build_features
 from ridestream.ml.models import AliasedModel, LoadedModel
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.ml.tracking import mlflow_client
-from ridestream.observability import GatewayMetrics
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore, RideResult
 

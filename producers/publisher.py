@@ -19,13 +19,14 @@ import pandas as pd
 from confluent_kafka import Message
 
 from ridestream.contracts.events import Event, Prediction, RideCompleted, RideStarted, utc_now
+from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.contracts.validation import find_problems
 from ridestream.exceptions import ValidationError
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import AsyncProducer, DeliveryCallback, ReliableProducer
 from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
-from ridestream.serde.columnar import ColumnarEncoder, random_uuids
+from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)

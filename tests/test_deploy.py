@@ -8,7 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from ridestream.observability import DecisionMetrics, GatewayMetrics, PredictorMetrics
+from consumers.metrics import PredictorMetrics
+from decision_service.metrics import DecisionMetrics
+from gateway.metrics import GatewayMetrics
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -21,7 +21,7 @@ from ridestream.contracts.validation import find_problems
 from ridestream.exceptions import DecodeError
 from ridestream.kafka import dlq
 from ridestream.serde.codecs import Serde, SingleObjectSerde
-from ridestream.serde.columnar import ColumnarDecoder
+from ridestream.serde.columnar_decode import ColumnarDecoder
 
 INVALID_VALUE = "invalid_value"
 

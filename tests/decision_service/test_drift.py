@@ -8,14 +8,15 @@ import numpy as np
 from confluent_kafka import Message
 
 from decision_service.drift import DriftMonitor
+from decision_service.metrics import DecisionMetrics
 from producers.replay import STARTED_FIELDS
+from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.ml.features import CATEGORICAL, FEATURES, build_features
 from ridestream.ml.profiles import reference_profile
 from ridestream.ml.tlc import load_month, month_file
-from ridestream.observability import DecisionMetrics
 from ridestream.serde.codecs import SingleObjectSerde
-from ridestream.serde.columnar import ColumnarEncoder, random_uuids
+from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import DecisionSettings, DriftSettings, Settings
 from ridestream.store.decisions import DecisionStore
 

@@ -11,11 +11,11 @@ import pytest
 from pydantic import SecretStr
 
 from decision_service.evaluation import OnlineEvaluator, compare_challengers, report
+from decision_service.metrics import DecisionMetrics
 from decision_service.retrain import Retrainer
 from ridestream.kestra import KestraClient
 from ridestream.ml.registry import CHALLENGER, CHAMPION, alias_version, make_challenger, promote
 from ridestream.ml.tracking import mlflow_client
-from ridestream.observability import DecisionMetrics
 from ridestream.settings import DecisionSettings, EvaluationSettings, KestraSettings, Settings
 from ridestream.store.decisions import DecisionStore
 from tests.conftest import mlflow_settings

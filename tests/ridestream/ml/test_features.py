@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from producers.replay import STARTED_FIELDS
+from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.ml.features import (
     FEATURES,
@@ -20,7 +21,7 @@ from ridestream.ml.features import (
 )
 from ridestream.ml.tlc import load_month, month_file
 from ridestream.serde.codecs import SingleObjectSerde
-from ridestream.serde.columnar import ColumnarEncoder, random_uuids
+from ridestream.serde.columnar_encode import ColumnarEncoder
 
 
 @pytest.fixture(scope="module")

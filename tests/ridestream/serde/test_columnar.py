@@ -13,15 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.exceptions import DecodeError, SchemaError, ValidationError
 from ridestream.serde.codecs import SingleObjectSerde
-from ridestream.serde.columnar import (
-    ColumnarDecoder,
-    ColumnarEncoder,
-    random_uuids,
-    zigzag_varints,
-)
+from ridestream.serde.columnar_decode import ColumnarDecoder
+from ridestream.serde.columnar_encode import ColumnarEncoder, zigzag_varints
 from tests.strategies import from_avro
 
 FLAT_RECORDS = [RIDE_STARTED, RIDE_COMPLETED, PREDICTION]

@@ -1,0 +1,101 @@
+"""The predictor's Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from ridestream.observability import BATCH_BUCKETS, LATENCY_BUCKETS
+
+
+class PredictorMetrics:
+    """What a predictor exports: volumes, errors, timings, lag and the models in use."""
+
+    def __init__(self, target: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.target = target
+        registry = self.registry
+        self.consumed = Counter(
+            "ridestream_events_consumed_total",
+            "RideStarted messages consumed",
+            ["target"],
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "ridestream_predictions_total",
+            "Predictions produced",
+            ["target", "role", "model_version"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "ridestream_dead_letters_total",
+            "Messages sent to the DLQ",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "ridestream_batch_size",
+            "Messages per batch",
+            ["target"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.predict_seconds = Histogram(
+            "ridestream_predict_seconds",
+            "Model time per batch",
+            ["target", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "ridestream_event_to_prediction_seconds",
+            "From the RideStarted event time to the committed prediction",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "ridestream_transaction_commit_seconds",
+            "Kafka transaction commit time",
+            ["target"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.transaction_batches = Histogram(
+            "ridestream_transaction_batches",
+            "Batches per committed transaction (above 1: batches were ready before the previous "
+            "transaction had committed)",
+            ["target"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+            registry=registry,
+        )
+        self.aborts = Counter(
+            "ridestream_transaction_aborts_total",
+            "Aborted transactions",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "ridestream_consumer_lag",
+            "Consumer lag per partition",
+            ["target", "topic", "partition"],
+            registry=registry,
+        )
+        self.model = Info(
+            "ridestream_model", "Model versions in use", ["target", "role"], registry=registry
+        )
+
+    def model_in_use(self, role: str, name: str, version: str) -> None:
+        """Record which model version serves a role."""
+        self.model.labels(self.target, role).info({"name": name, "version": version})
+
+    def librdkafka_statistics(self, stats_json: str) -> None:
+        """Consumer lag per partition from librdkafka's statistics callback."""
+        stats: dict[str, Any] = json.loads(stats_json)
+        for topic, entry in stats.get("topics", {}).items():
+            for partition, values in entry.get("partitions", {}).items():
+                lag = values.get("consumer_lag", -1)
+                if partition != "-1" and lag >= 0:
+                    self.lag.labels(self.target, topic, partition).set(lag)
