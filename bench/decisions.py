@@ -52,7 +52,8 @@ from producers.replay import replay
 from ridestream.contracts.events import TARGETS
 from ridestream.ml.tlc import month_file
 from ridestream.settings import Settings
-from ridestream.store.decisions import DECIDED, DecisionStore, rides
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.tables import DECIDED, rides
 
 WARMUP_S = 10.0
 TICK_S = 0.1

@@ -33,7 +33,8 @@ from ridestream.contracts.events import TARGETS
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, promote
 from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings
-from ridestream.store.decisions import DecisionStore, evaluation_of
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.reports import evaluation_of
 
 logger = logging.getLogger(__name__)
 

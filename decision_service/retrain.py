@@ -8,9 +8,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 from decision_service.metrics import DecisionMetrics
+from ridestream.clock import now_ms
 from ridestream.kestra import KestraClient, KestraError
 from ridestream.settings import Settings
-from ridestream.store.decisions import DecisionStore, now_ms
+from ridestream.store.decisions import DecisionStore
 
 logger = logging.getLogger(__name__)
 

@@ -51,6 +51,7 @@ from decision_service.drift import DriftMonitor
 from decision_service.evaluation import OnlineEvaluator
 from decision_service.metrics import DecisionMetrics
 from decision_service.policy import Estimate, decide
+from ridestream.clock import epoch_ms, instant, now_ms, to_ms, wall_clock
 from ridestream.contracts.events import TARGETS, Decision, Prediction, RideCompleted
 from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
@@ -68,15 +69,8 @@ from ridestream.runtime import settle_for_streaming
 from ridestream.serde.codecs import SingleObjectSerde, make_serde
 from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
-from ridestream.store.decisions import (
-    DecisionStore,
-    StoredPrediction,
-    epoch_ms,
-    instant,
-    now_ms,
-    to_ms,
-    wall_clock,
-)
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.records import StoredPrediction
 
 logger = logging.getLogger(__name__)
 

@@ -52,7 +52,8 @@ from ridestream.ml.models import AliasedModel, LoadedModel
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings
-from ridestream.store.decisions import DecisionStore, RideResult
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.records import RideResult
 
 logger = logging.getLogger(__name__)
 

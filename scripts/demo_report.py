@@ -20,7 +20,8 @@ from ridestream.kafka.clients import batches_until_idle, consumer_config, unique
 from ridestream.ml.scoring import MAX_MINUTES, MIN_MINUTES
 from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings, get_settings
-from ridestream.store.decisions import LABELLED, DecisionStore, actuals, rides
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.tables import LABELLED, actuals, rides
 
 
 def dead_letters(settings: Settings) -> int:

@@ -30,7 +30,8 @@ from ridestream.ml.tlc import load_month, month_file
 from ridestream.ml.tracking import mlflow_client
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import DecisionSettings, KestraSettings, Settings
-from ridestream.store.decisions import DecisionStore, metadata
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.tables import metadata
 from tests.conftest import free_port
 from tests.helpers import Running, consume_all, replay_started, wait_for
 from tests.kestra_contract import KestraContract

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from ridestream.cli import app
+from ridestream.cli.app import app
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.topics import delete_topics
 from ridestream.ml.tlc import month_file

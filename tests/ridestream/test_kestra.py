@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from ridestream.cli import app
+from ridestream.cli.app import app
 from ridestream.kestra import (
     FlowNotFoundError,
     InvalidFlowError,

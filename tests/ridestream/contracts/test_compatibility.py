@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ridestream.cli import app
+from ridestream.cli.app import app
 from ridestream.contracts.compatibility import check_store, reader_problems
 from ridestream.contracts.schemas import RIDE_STARTED, SchemaStore, default_schemas_dir
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from decision_service.policy import Estimate, decide
+from ridestream.clock import to_ms, wall_clock
 from ridestream.settings import PolicySettings
-from ridestream.store.decisions import DecisionStore, StoreError, metadata, to_ms, wall_clock
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.tables import StoreError, metadata
 
 PICKUP_MS = to_ms(datetime(2023, 2, 1, 8, 0))
 
