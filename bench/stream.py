@@ -76,11 +76,12 @@ from bench.harness import (
 )
 from bench.peers import quix
 from bench.publish import ride_frame
-from consumers.predictor import Predictor, group_id
+from consumers.predictor import Predictor
 from producers.publisher import RidePublisher
 from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.kafka.clients import make_admin
+from ridestream.kafka.loop import group_name
 from ridestream.kafka.topics import create_topics
 from ridestream.ml.features import build_features
 from ridestream.ml.models import AliasedModel, LoadedModel
@@ -225,7 +226,9 @@ def end_to_end(
     try:
         prefill(run, payloads, keys)
         rides = len(payloads)
-        progress = CommittedProgress(run, group_id(run, TARGET), run.topics.full("started"))
+        progress = CommittedProgress(
+            run, group_name(run, "predictor", TARGET), run.topics.full("started")
+        )
         try:
             with predictor_process(run, backend, log) as process:
                 alive = alive_check(process, "the predictor", LOG)

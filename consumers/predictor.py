@@ -7,49 +7,35 @@ own consumer group; several processes of one target share its partitions. Per ba
     consume → decode → validate → features → champion (+ challenger as shadow) → encode
     → produce predictions and dead letters → send offsets → commit
 
-The commit (two round trips to the coordinators) runs on a helper thread while the loop consumes
-and prepares the next batch, which touches neither the producer nor a transaction; the loop waits
-for it before producing again, so there is still one transaction at a time and a transaction's
-offsets are the positions right after its last batch. A transaction takes more than one batch,
-up to ``transaction_max_batches``, of what has already arrived: while the previous transaction
-still commits (instead of waiting for it), and under a backlog (the last batch was full), where
-every transaction's fixed work on the broker (offsets, markers on every partition, the
-transaction log) took a share of the two cores the loop shares with it. At moderate rates
-batches are not full, the commit ends first, and every batch is its own transaction. Batches
-consumed across a rebalance are dropped and read again from the committed offsets.
+The cycle itself — transactions, overlapped commits, several batches a transaction under a
+backlog, rebalances, abort and rewind, stopping — is :class:`ridestream.kafka.loop.ExactlyOnceLoop`;
+this module is the predictor's part of it: ``prepare`` (decode, validate, predict, encode: no
+producer), ``publish`` (produce into the open transaction) and ``committed`` (metrics, latency).
+The predictor commits with ``overlap``: the commit (two round trips to the coordinators) runs on
+a helper thread while the next batch is consumed and prepared.
 
-Decoding and encoding are columnar (``ridestream.serde.columnar_encode`` and ``columnar_decode``), a batch at a time: at stream
-rates fastavro's record-at-a-time calls were the largest stage after the model
-(``bench/stream.py`` measures every stage).
-
-Anything that cannot be decoded or breaks the contract goes to the DLQ in the same transaction,
-so it is dead-lettered exactly once too, and the rest of the batch goes on. On a transaction
-error the transaction is aborted, the consumer rewound to the committed offsets, and its batches
-retried after a backoff; a fatal error (this producer was fenced) ends the loop. Models are read
-once per batch from alias-following handles, so an alias move takes effect at the next batch
-boundary.
+Decoding and encoding are columnar (``ridestream.serde.columnar_decode``, ``columnar_encode``), a
+batch at a time. Anything that cannot be decoded or breaks the contract goes to the DLQ in the
+same transaction, so it is dead-lettered exactly once too, and the rest of the batch goes on.
+Models are read once per batch from alias-following handles, so an alias move takes effect at the
+next batch boundary.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from confluent_kafka import (
-    Consumer,
-    KafkaException,
     Message,
     Producer,
-    TopicPartition,
 )
 
 from consumers.metrics import PredictorMetrics
@@ -57,24 +43,18 @@ from ridestream.contracts.events import RideStarted, utc_now
 from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
 from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
 from ridestream.kafka import dlq, transactions
-from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
 from ridestream.kafka.decoding import BatchReader, Decoded
+from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, group_name
 from ridestream.ml.features import build_features
 from ridestream.ml.models import AliasedModel, LoadedModel
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.ml.tracking import mlflow_client
 from ridestream.observability import observe_all, serve
-from ridestream.runtime import settle_for_streaming
 from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
 from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-def group_id(settings: Settings, target: str) -> str:
-    """The consumer group of a target's predictors (topic prefix applied, for shared clusters)."""
-    return f"{settings.topics.prefix}ridestream.predictor.{target}"
 
 
 @dataclass
@@ -99,14 +79,6 @@ class PreparedBatch:
     outcome: BatchOutcome
 
 
-@dataclass
-class Committing:
-    """The batches of a transaction being committed on the helper thread."""
-
-    commit: transactions.CommitInFlight
-    batches: list[PreparedBatch]
-
-
 class Predictor:
     """The exactly-once predict loop of one target."""
 
@@ -123,7 +95,7 @@ class Predictor:
             raise RidestreamError(f"unknown target {target!r}: duration, cost or tip")
         self.settings = settings
         self.target = target
-        self.group = group_id(settings, target)
+        self.group = group_name(settings, "predictor", target)
         self.config = settings.predictor
         topics = settings.topics
         self.input_topic, self.output_topic, self.dlq_topic = (
@@ -147,48 +119,28 @@ class Predictor:
             logger.info("input framing is Confluent; predictions stay single-object framed")
         instance = self.config.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.transactional_id = f"{self.group}.{instance}"
-        self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
-        self._committing: Committing | None = None
-        # One commit at a time, on one thread (started at the first commit).
-        self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
-        self._rebalances = 0  # revocations and losses so far: a batch read across one is dropped
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    def _connect(self) -> tuple[Consumer, Producer]:
-        consumer = Consumer(
-            {
-                **consumer_config(
-                    self.settings,
-                    self.group,
-                    **{"statistics.interval.ms": self.config.statistics_interval_ms},
-                ),
-                "stats_cb": self.metrics.librdkafka_statistics,  # a callable: no config value
-            }
-        )
-        producer = transactions.transactional_producer(
-            self.settings, self.transactional_id, self.config.transaction_timeout_ms
-        )
-        # Fences any earlier producer with this id and aborts what it left open.
-        producer.init_transactions(30)
-        consumer.subscribe([self.input_topic], on_revoke=self._on_revoke, on_lost=self._on_lost)
-        return consumer, producer
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Rebalance callbacks run inside consume(): no transaction is open for producing then,
-        # though the last transaction may still be committing on the helper thread. It is not
-        # waited for here (its offset commit may be refused until the rebalance ends): it commits
-        # its outputs and offsets together or not at all, the partitions' next owner reads
-        # committed offsets only once no transaction holds them (read_committed asks for stable
-        # offsets), and the loop aborts and rewinds if it failed.
-        self._rebalances += 1
-        logger.info("partitions revoked: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalances += 1
-        logger.warning(
-            "partitions lost (nothing is committed for them): %s",
-            [f"{p.topic}[{p.partition}]" for p in partitions],
+        self._on_batch: Callable[[BatchOutcome], None] | None = None
+        config = self.config
+        self.loop: ExactlyOnceLoop[PreparedBatch] = ExactlyOnceLoop(
+            settings,
+            self,
+            LoopConfig(
+                batch_max_messages=config.batch_max_messages,
+                batch_max_wait_s=config.batch_max_wait_s,
+                batch_linger_s=config.batch_linger_s,
+                retry_backoff_s=config.retry_backoff_s,
+                retry_backoff_max_s=config.retry_backoff_max_s,
+                transaction_timeout_ms=config.transaction_timeout_ms,
+                transaction_max_batches=config.transaction_max_batches,
+                overlap=True,
+                retriable=(SchemaRegistryUnavailableError,),
+                consumer_overrides={"statistics.interval.ms": config.statistics_interval_ms},
+                stats_cb=self.metrics.librdkafka_statistics,
+            ),
+            group=self.group,
+            transactional_id=self.transactional_id,
+            topics=[self.input_topic],
+            name=f"predictor target={target}",
         )
 
     def run(
@@ -197,77 +149,20 @@ class Predictor:
         """Consume until ``stop`` is set; the transaction in flight is finished or aborted, then
         the clients close."""
         serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+        self._on_batch = on_batch
         self.champion.start_polling()
         if self.challenger is not None:
             self.challenger.start_polling()
-        consumer, producer = self.consumer, self.producer = self._connect()
-        settle_for_streaming()  # models and clients loaded: what stays from here is steady
-        backoff = self.config.retry_backoff_s
-        logger.info(
-            "predictor target=%s group=%s transactional.id=%s started",
-            self.target,
-            self.group,
-            self.transactional_id,
-        )
         try:
-            batches = Batches(
-                consumer,
-                self.config.batch_max_messages,
-                self.config.batch_max_wait_s,
-                self.config.batch_linger_s,
-            )
-            while not stop.is_set():
-                rebalances = self._rebalances
-                messages = batches.next()
-                try:
-                    prepared = [self.prepare(messages)] if messages else []
-                    while prepared and self._takes_another(prepared):
-                        more = batches.ready()
-                        if not more:
-                            break
-                        prepared.append(self.prepare(more))
-                    self._settle(on_batch)  # the previous transaction, overlapped until here
-                    if not prepared:
-                        continue
-                    if self._rebalances != rebalances:
-                        # Read across a rebalance: some of it may be another consumer's now.
-                        rewind_to_committed(consumer)
-                        continue
-                    self._committing = self.publish(prepared)
-                except (KafkaException, SchemaRegistryUnavailableError) as exc:
-                    self._settle_quietly(on_batch)
-                    self._abort_and_rewind(exc)
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, self.config.retry_backoff_max_s)
-                    continue
-                backoff = self.config.retry_backoff_s
+            self.loop.run(stop)
         finally:
-            try:
-                self._settle(on_batch)  # the last transaction commits before the clients close
-            except KafkaException as exc:
-                logger.warning("the last transaction's commit failed (%s); aborting it", exc)
-                with contextlib.suppress(KafkaException):
-                    producer.abort_transaction(10)
-            self._commits.shutdown()
             self.champion.stop()
             if self.challenger is not None:
                 self.challenger.stop()
-            consumer.close()
-            producer.flush(10)
-            logger.info("predictor target=%s stopped", self.target)
-
-    def _abort_and_rewind(self, exc: Exception) -> None:
-        assert self.consumer is not None
-        assert self.producer is not None
-        reason = transactions.abort_and_rewind(self.producer, self.consumer, exc)
-        self.metrics.aborts.labels(self.target, reason).inc()
 
     # -- one batch ------------------------------------------------------------------------------
     def prepare(self, messages: list[Message]) -> PreparedBatch:
         """Everything a batch needs before its transaction: no producer, no Kafka calls."""
-        for msg in messages:
-            if msg.error():
-                raise KafkaException(msg.error())
         champion, challenger = (
             self.champion.current,
             self.challenger.current if self.challenger else None,
@@ -293,13 +188,8 @@ class Predictor:
         )
         return PreparedBatch(frame, dead, outputs, outcome)
 
-    def publish(self, prepared: list[PreparedBatch]) -> Committing:
-        """Produce prepared batches, all consumed since the last transaction, in a new one, and
-        start committing it with the consumer's positions after them."""
-        assert self.consumer is not None
-        assert self.producer is not None
-        producer = self.producer
-        producer.begin_transaction()
+    def publish(self, producer: Producer, prepared: list[PreparedBatch]) -> None:
+        """Produce prepared batches into the open transaction."""
         for batch in prepared:
             for model, ride_ids, encoded in batch.outputs:
                 transactions.produce_all(producer, self.output_topic, encoded, ride_ids)
@@ -310,37 +200,19 @@ class Predictor:
             transactions.produce_dead_letters(producer, self.dlq_topic, batch.dead, self.group)
             for letter in batch.dead:
                 self.metrics.dead_letters.labels(self.target, letter.kind).inc()
-        commit = transactions.CommitInFlight(producer, self.consumer, self._commits)
-        return Committing(commit, prepared)
 
-    def _takes_another(self, prepared: list[PreparedBatch]) -> bool:
-        """Whether the next transaction takes another batch, if one has already arrived: while
-        the previous transaction still commits (the loop would only wait for it), or under a
-        backlog (the last batch was full), up to ``transaction_max_batches``."""
-        if len(prepared) >= self.config.transaction_max_batches:
-            return False
-        if prepared[-1].outcome.consumed >= self.config.batch_max_messages:
-            return True
-        committing = self._committing
-        return committing is not None and not committing.commit.done()
-
-    def _settle(self, on_batch: Callable[[BatchOutcome], None] | None) -> None:
-        """Wait for the transaction being committed; raises its commit's error."""
-        committing, self._committing = self._committing, None
-        if committing is None:
-            return
-        self.metrics.commit_seconds.labels(self.target).observe(committing.commit.wait())
-        self.metrics.transaction_batches.labels(self.target).observe(len(committing.batches))
-        for batch in committing.batches:
+    def committed(self, prepared: list[PreparedBatch], seconds: float) -> None:
+        """After a transaction's commit: its timings, each batch's latency and outcome."""
+        self.metrics.commit_seconds.labels(self.target).observe(seconds)
+        self.metrics.transaction_batches.labels(self.target).observe(len(prepared))
+        for batch in prepared:
             self._observe_latency(batch.frame)
-            if on_batch is not None:
-                on_batch(batch.outcome)
+            if self._on_batch is not None:
+                self._on_batch(batch.outcome)
 
-    def _settle_quietly(self, on_batch: Callable[[BatchOutcome], None] | None) -> None:
-        # Before an abort: a commit still running must end first; if it failed, the abort and
-        # rewind that follow deal with it.
-        with contextlib.suppress(KafkaException):
-            self._settle(on_batch)
+    def aborted(self, reason: str) -> None:
+        """After a failed transaction was aborted and its batches rewound."""
+        self.metrics.aborts.labels(self.target, reason).inc()
 
     def decode(self, messages: list[Message]) -> Decoded:
         """Decode a batch into one frame (see :class:`ridestream.kafka.decoding.BatchReader`)."""

@@ -2,19 +2,22 @@
 every model version against ground truth; watch the stream's features for drift.
 
 Reads ``rides.predictions`` (read_committed), ``rides.completed`` and ``rides.started`` (for drift)
-in one consumer group. Per batch (also an empty one, so expired joins are decided on time):
+in one consumer group, in the exactly-once loop (:class:`ridestream.kafka.loop.ExactlyOnceLoop`).
+Per batch (also an empty one, so expired joins are decided on time):
 
     decode → dead-letter what breaks the contract
-    → store transaction: predictions and actuals (idempotent), open joins, decide the rides whose
-      three champion predictions are in and those whose join window expired (partial), record the
-      errors of predictions that have ground truth, claim the unpublished decisions (outbox)
-    → Kafka transaction: the claimed decisions, the dead letters and the input offsets
-    → mark the claim published
+    → store transaction (``prepare``): predictions and actuals (idempotent), open joins, decide
+      the rides whose three champion predictions are in and those whose join window expired
+      (partial), record the errors of predictions that have ground truth, claim the unpublished
+      decisions (outbox)
+    → Kafka transaction (``publish``): the claimed decisions, the dead letters, the input offsets
+    → mark the claim published (``committed``)
 
 The store is written before the offsets are committed, and every store write is idempotent, so a
 redelivered batch changes nothing. A decision is published exactly once: if the process dies
 between the two commits, the next start reads the decisions topic from the offsets recorded with
-the claim and marks what it finds published; the rest is published again (``_recover``).
+the claim and marks what it finds published; the rest is published again
+(``decision_service/recovery.py``).
 
 Scaling: rides are keyed by ride_id, so a ride's predictions share a partition; replicas of the
 service share the partitions, each sweeping and publishing only the rides of its own partitions.
@@ -35,38 +38,23 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
-from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # no __all__ there
+from confluent_kafka import KafkaError, Message, Producer
 from sqlalchemy.exc import SQLAlchemyError
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
+from decision_service.decoding import BatchDecoder, DecodedBatch
 from decision_service.drift import DriftMonitor
 from decision_service.evaluation import OnlineEvaluator
 from decision_service.metrics import DecisionMetrics
 from decision_service.policy import Estimate, decide
-from ridestream.clock import epoch_ms, instant, now_ms, to_ms, wall_clock
-from ridestream.contracts.events import TARGETS, Decision, Prediction, RideCompleted
-from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED
-from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
-from ridestream.kafka import dlq, transactions
-from ridestream.kafka.clients import (
-    Batches,
-    consumer_config,
-    is_transient,
-    make_admin,
-    unique_group_id,
-)
-from ridestream.kafka.decoding import BatchReader
+from decision_service.recovery import CLAIM_HEADER, PublicationRecovery
+from ridestream.clock import instant, now_ms, to_ms, wall_clock
+from ridestream.contracts.events import TARGETS, Decision
+from ridestream.contracts.schemas import DECISION
+from ridestream.exceptions import SchemaRegistryUnavailableError
+from ridestream.kafka import transactions
+from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, group_name
 from ridestream.observability import observe_all, serve
-from ridestream.runtime import settle_for_streaming
-from ridestream.serde.codecs import SingleObjectSerde, make_serde
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore
@@ -74,24 +62,7 @@ from ridestream.store.records import StoredPrediction
 
 logger = logging.getLogger(__name__)
 
-CLAIM_HEADER = "ridestream.publish.claim"
 REGISTRY_WAIT_S = 60.0
-
-
-def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for the store from equally long columns (or constants), as Python values."""
-    length = max(len(v) for v in columns.values() if not np.isscalar(v))
-    lists = [
-        [value] * length if np.isscalar(value) else np.asarray(value).tolist()
-        for value in columns.values()
-    ]
-    names = list(columns)
-    return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
-
-
-def group_id(settings: Settings) -> str:
-    """The decision service's consumer group (topic prefix applied, for shared clusters)."""
-    return f"{settings.topics.prefix}ridestream.decisions"
 
 
 @dataclass
@@ -109,12 +80,16 @@ class BatchOutcome:
 
 
 @dataclass
-class _Decoded:
-    predictions: list[dict[str, Any]] = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)  # of each prediction
-    completions: list[dict[str, Any]] = field(default_factory=list)
-    started: list[Message] = field(default_factory=list)  # read by the drift monitor
-    dead: list[dlq.DeadLetter] = field(default_factory=list)
+class DecidedBatch:
+    """A batch up to its Kafka transaction: stored and decided, the claim to publish."""
+
+    messages: list[Message]
+    decoded: DecodedBatch
+    decisions: list[Decision]
+    chosen: dict[str, dict[str, StoredPrediction]]
+    claimed: list[Decision]
+    token: str
+    outcome: BatchOutcome
 
 
 class DecisionService:
@@ -130,51 +105,54 @@ class DecisionService:
         drift: DriftMonitor | None = None,
     ) -> None:
         self.settings = settings
-        self.config = settings.decisions
+        self.config = config = settings.decisions
         topics = settings.topics
         self.predictions_topic = topics.full("predictions")
         self.completed_topic = topics.full("completed")
         self.started_topic = topics.full("started")
         self.decisions_topic = topics.full("decisions")
         self.dlq_topic = topics.full("dlq")
-        self.group = group_id(settings)
-        self.transactional_id = f"{self.group}.{self.config.instance_id}"
-        self.store = store or DecisionStore(self.config.resolved_store_url)
+        self.group = group_name(settings, "decisions")
+        self.transactional_id = f"{self.group}.{config.instance_id}"
+        self.store = store or DecisionStore(config.resolved_store_url)
         self.metrics = metrics or DecisionMetrics()
         self.evaluator = evaluator or OnlineEvaluator(settings, self.store, self.metrics)
         self.drift = drift or DriftMonitor(settings, self.store, self.metrics)
-        self.prediction_reader = BatchReader(Prediction, SingleObjectSerde(PREDICTION))
-        self.completed_reader = BatchReader(RideCompleted, make_serde(RIDE_COMPLETED, settings))
+        self.decoder = BatchDecoder(settings)
+        self.recovery = PublicationRecovery(settings, self.store, self.group)
         decision_serde = SingleObjectSerde(DECISION)
         self.decision_encoder = ColumnarEncoder(decision_serde.schema, decision_serde.header)
-        self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
         # Per partition of the decisions topic, an offset at or below where the next publication
         # lands: recorded with each claim so a crash can be settled by reading from there.
         self._decision_floor: dict[int, int] = {}
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    def _connect(self) -> tuple[Consumer, Producer]:
-        consumer = Consumer(
-            consumer_config(
-                self.settings,
-                self.group,
-                # Static membership: a restarted replica takes its partitions back at once instead
-                # of the group waiting out the dead member's session.
-                **{"group.instance.id": self.transactional_id},
-            )
+        self._outcomes: list[BatchOutcome] = []  # committed since the last cycle ended
+        topic_names = [self.predictions_topic, self.completed_topic]
+        if config.drift.enabled:
+            topic_names.append(self.started_topic)
+        self.loop: ExactlyOnceLoop[DecidedBatch] = ExactlyOnceLoop(
+            settings,
+            self,
+            LoopConfig(
+                batch_max_messages=config.batch_max_messages,
+                batch_max_wait_s=config.batch_max_wait_s,
+                batch_linger_s=config.batch_linger_s,
+                retry_backoff_s=config.retry_backoff_s,
+                retry_backoff_max_s=config.retry_backoff_max_s,
+                transaction_timeout_ms=config.transaction_timeout_ms,
+                # The outbox holds one claim per instance: a batch is published and settled
+                # before the next one claims.
+                overlap=False,
+                empty_batches=True,  # expired joins are decided on time
+                retriable=(SQLAlchemyError, SchemaRegistryUnavailableError),
+                # Static membership: a restarted replica takes its partitions back at once
+                # instead of the group waiting out the dead member's session.
+                consumer_overrides={"group.instance.id": self.transactional_id},
+            ),
+            group=self.group,
+            transactional_id=self.transactional_id,
+            topics=topic_names,
+            name="decision service",
         )
-        producer = transactions.transactional_producer(
-            self.settings, self.transactional_id, self.config.transaction_timeout_ms
-        )
-        # Fences an earlier incarnation and aborts what it left open: after this, the fate of its
-        # last publication is settled and _recover can read it.
-        producer.init_transactions(30)
-        topics = [self.predictions_topic, self.completed_topic]
-        if self.config.drift.enabled:
-            topics.append(self.started_topic)
-        consumer.subscribe(topics)
-        return consumer, producer
 
     def run(
         self, stop: threading.Event, on_batch: Callable[[BatchOutcome], None] | None = None
@@ -182,42 +160,26 @@ class DecisionService:
         """Consume until ``stop`` is set; the batch in flight is finished or aborted, then close."""
         serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
         self._read_registry()
-        consumer, producer = self.consumer, self.producer = self._connect()
-        settle_for_streaming()  # models and clients loaded: what stays from here is steady
-        self._recover()
-        self._decision_floor = self._end_offsets()
-        backoff = self.config.retry_backoff_s
         logger.info(
-            "decision service group=%s transactional.id=%s store=%s started",
-            self.group,
-            self.transactional_id,
+            "decision service store=%s",
             self.store.engine.url.render_as_string(hide_password=True),
         )
-        try:
-            batches = Batches(
-                consumer,
-                self.config.batch_max_messages,
-                self.config.batch_max_wait_s,
-                self.config.batch_linger_s,
-            )
-            while not stop.is_set():
-                messages = batches.next()
-                try:
-                    outcome = self.process(messages)
-                except (KafkaException, SQLAlchemyError, SchemaRegistryUnavailableError) as exc:
-                    self._abort_and_rewind(exc)
-                    stop.wait(backoff)
-                    backoff = min(backoff * 2, self.config.retry_backoff_max_s)
-                    continue
-                backoff = self.config.retry_backoff_s
-                self.evaluator.maybe_refresh()
-                self.drift.maybe_check()
+
+        def started() -> None:
+            # The producer has fenced an earlier incarnation and aborted what it left open: the
+            # fate of its last publication is settled, and can be read.
+            self.recovery.recover()
+            self._decision_floor = self.recovery.end_offsets()
+
+        def after_cycle() -> None:
+            self.evaluator.maybe_refresh()
+            self.drift.maybe_check()
+            outcomes, self._outcomes = self._outcomes, []
+            for outcome in outcomes:
                 if on_batch is not None and (outcome.consumed or outcome.decided):
                     on_batch(outcome)
-        finally:
-            consumer.close()
-            producer.flush(10)
-            logger.info("decision service stopped")
+
+        self.loop.run(stop, started=started, after_cycle=after_cycle)
 
     def _read_registry(self) -> None:
         """Start the registry reads the loop needs later (the champions' validation MAEs, the
@@ -240,23 +202,16 @@ class DecisionService:
         """Release the store (the Kafka clients close when ``run`` ends)."""
         self.store.close()
 
-    def _abort_and_rewind(self, exc: Exception) -> None:
-        assert self.consumer is not None
-        assert self.producer is not None
-        reason = transactions.abort_and_rewind(self.producer, self.consumer, exc)
-        self.metrics.aborts.labels(reason).inc()
-
     # -- one batch ------------------------------------------------------------------------------
-    def process(self, messages: list[Message]) -> BatchOutcome:
-        """Store, decide and publish one batch (possibly empty: expired joins still get decided)."""
-        assert self.consumer is not None
-        assert self.producer is not None
-        for msg in messages:
-            if msg.error():
-                raise KafkaException(msg.error())
-        decoded = self._decode(messages)
+    def prepare(self, messages: list[Message]) -> DecidedBatch | None:
+        """Store and decide one batch (possibly empty: expired joins still get decided) and claim
+        what to publish; None when there is nothing to publish or commit."""
+        assert self.loop.consumer is not None
+        decoded = self.decoder.decode(messages)
         partitions = {
-            tp.partition for tp in self.consumer.assignment() if tp.topic == self.predictions_topic
+            tp.partition
+            for tp in self.loop.consumer.assignment()
+            if tp.topic == self.predictions_topic
         }
         outcome = BatchOutcome(consumed=len(messages), dead_letters=len(decoded.dead))
         outcome.predictions, outcome.completions = (
@@ -264,7 +219,7 @@ class DecisionService:
             len(decoded.completions),
         )
         if not messages and not partitions:
-            return outcome
+            return None
 
         started = time.perf_counter()
         token = uuid.uuid4().hex
@@ -311,17 +266,47 @@ class DecisionService:
                 else []
             )
         self.metrics.store_seconds.observe(time.perf_counter() - started)
-
-        self._publish(messages, claimed, decoded.dead, token)
-        if claimed:
-            self.store.settle(self.config.instance_id, token)
-        self.drift.keep(decoded.started)
-        self._observe(decisions, chosen, decoded)
         outcome.decided = len(decisions)
         outcome.partial = sum(d.partial for d in decisions)
         outcome.published = len(claimed)
         outcome.decisions = decisions
-        return outcome
+        if not messages and not claimed:
+            return None
+        return DecidedBatch(messages, decoded, decisions, chosen, claimed, token, outcome)
+
+    def publish(self, producer: Producer, batches: list[DecidedBatch]) -> None:
+        """The claimed decisions and the dead letters into the open transaction."""
+        for batch in batches:
+            headers: list[tuple[str, str | bytes | None]] = [(CLAIM_HEADER, batch.token.encode())]
+            values = self.encode_decisions(batch.claimed)
+            for decision, value in zip(batch.claimed, values, strict=True):
+                transactions.produce(
+                    producer,
+                    self.decisions_topic,
+                    value,
+                    decision.ride_id,
+                    headers,
+                    self._on_decision_delivered,
+                )
+            transactions.produce_dead_letters(
+                producer, self.dlq_topic, batch.decoded.dead, self.group
+            )
+            for letter in batch.decoded.dead:
+                self.metrics.dead_letters.labels(letter.kind).inc()
+
+    def committed(self, batches: list[DecidedBatch], seconds: float) -> None:
+        """After the Kafka commit: the claims are published; metrics."""
+        self.metrics.commit_seconds.observe(seconds)
+        for batch in batches:
+            if batch.claimed:
+                self.store.settle(self.config.instance_id, batch.token)
+            self.drift.keep(batch.decoded.started)
+            self._observe(batch.decisions, batch.chosen, batch.decoded)
+            self._outcomes.append(batch.outcome)
+
+    def aborted(self, reason: str) -> None:
+        """After a failed batch was aborted and rewound."""
+        self.metrics.aborts.labels(reason).inc()
 
     def _decide(
         self, ride_id: str, chosen: dict[str, StoredPrediction], decided_at: datetime
@@ -331,35 +316,6 @@ class DecisionService:
         }
         pickup = wall_clock(next(iter(chosen.values())).pickup_time_ms)
         return decide(ride_id, pickup, estimates, self.config.policy, decided_at=decided_at)
-
-    def _publish(
-        self,
-        messages: list[Message],
-        claimed: list[Decision],
-        dead: list[dlq.DeadLetter],
-        token: str,
-    ) -> None:
-        """One Kafka transaction: the claimed decisions, the dead letters and the input offsets."""
-        assert self.consumer is not None
-        assert self.producer is not None
-        if not messages and not claimed:
-            return
-        producer = self.producer
-        producer.begin_transaction()
-        headers: list[tuple[str, str | bytes | None]] = [(CLAIM_HEADER, token.encode())]
-        for decision, value in zip(claimed, self.encode_decisions(claimed), strict=True):
-            transactions.produce(
-                producer,
-                self.decisions_topic,
-                value,
-                decision.ride_id,
-                headers,
-                self._on_decision_delivered,
-            )
-        transactions.produce_dead_letters(producer, self.dlq_topic, dead, self.group)
-        for letter in dead:
-            self.metrics.dead_letters.labels(letter.kind).inc()
-        self.metrics.commit_seconds.observe(transactions.commit(producer, self.consumer))
 
     def encode_decisions(self, decisions: list[Decision]) -> list[bytes]:
         """The Decision messages' values, encoded column by column (byte for byte what fastavro
@@ -384,24 +340,6 @@ class DecisionService:
             len(decisions),
         )
 
-    @retry(
-        # A leader being elected (a new topic, a broker restart) is a moment, not a failure.
-        retry=retry_if_exception(is_transient),
-        stop=stop_after_delay(60),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
-    def _end_offsets(self) -> dict[int, int]:
-        """The decisions topic's end offset per partition, in one admin request."""
-        admin = make_admin(self.settings)
-        topic = self.decisions_topic
-        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-        futures = admin.list_offsets(
-            {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions},
-            request_timeout=10,
-        )
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
-
     def _on_decision_delivered(self, error: KafkaError | None, msg: Message) -> None:
         # Where our next publication can start at the earliest: past our own last decision.
         # (Other replicas may have written since; reading their records on recovery is harmless.)
@@ -411,62 +349,12 @@ class DecisionService:
                 self._decision_floor.get(partition, 0), offset + 1
             )
 
-    # -- decoding -------------------------------------------------------------------------------
-    def _decode(self, messages: list[Message]) -> _Decoded:
-        """Each topic's messages as a validated frame (column by column where possible), then the
-        store's rows; what breaks a contract becomes a dead letter (not rides.started's: the
-        predictors dead-letter bad rides; the drift monitor reads them, and keeps the bad ones out)."""
-        by_topic: dict[str, list[Message]] = {
-            self.predictions_topic: [],
-            self.completed_topic: [],
-            self.started_topic: [],
-        }
-        for msg in messages:
-            by_topic[msg.topic() or ""].append(msg)
-        decoded = _Decoded()
-        received = now_ms()
-        predictions = self.prediction_reader.read(by_topic[self.predictions_topic])
-        completions = self.completed_reader.read(by_topic[self.completed_topic])
-        decoded.dead = predictions.dead + completions.dead
-        frame = predictions.frame
-        if not frame.empty:
-            decoded.predictions = _records(
-                {
-                    "ride_id": frame["ride_id"],
-                    "target": frame["target"],
-                    "model_name": frame["model_name"],
-                    "model_version": frame["model_version"],
-                    "role": frame["role"],
-                    "value": frame["value"].astype(float),
-                    "source_event_time_ms": epoch_ms(frame["source_event_time"]),
-                    "pickup_time_ms": epoch_ms(frame["pickup_time"]),
-                    "predicted_at_ms": epoch_ms(frame["predicted_at"]),
-                    "stored_at_ms": received,
-                }
-            )
-            decoded.partitions = [msg.partition() or 0 for msg in predictions.messages]
-        frame = completions.frame
-        if not frame.empty:
-            decoded.completions = _records(
-                {
-                    "ride_id": frame["ride_id"],
-                    "duration": frame["duration_minutes"].astype(float),
-                    "cost": (frame["total_amount"] - frame["tip_amount"]).astype(float),
-                    "tip": frame["tip_amount"].astype(float),
-                    "dropoff_time_ms": epoch_ms(frame["dropoff_time"]),
-                    "event_time_ms": epoch_ms(frame["event_time"]),
-                    "stored_at_ms": received,
-                }
-            )
-        decoded.started = by_topic[self.started_topic]
-        return decoded
-
     # -- metrics --------------------------------------------------------------------------------
     def _observe(
         self,
         decisions: list[Decision],
         chosen: dict[str, dict[str, StoredPrediction]],
-        decoded: _Decoded,
+        decoded: DecodedBatch,
     ) -> None:
         m = self.metrics
         m.consumed.labels(self.predictions_topic).inc(len(decoded.predictions))
@@ -486,55 +374,3 @@ class DecisionService:
             count=len(decisions),
         )
         observe_all(m.latency, np.maximum(now_ms() - source_ms, 0) / 1000)
-
-    # -- recovery -------------------------------------------------------------------------------
-    def _recover(self) -> None:
-        """Settle the publication a crash left between the store's claim and its confirmation."""
-        claim = self.store.in_flight(self.config.instance_id)
-        if claim is None:
-            return
-        token, start = claim
-        published = self._published_with(token, start)
-        logger.warning(
-            "resolving an interrupted publication: %d decisions had been published", len(published)
-        )
-        self.store.settle(self.config.instance_id, token, published)
-
-    def _published_with(self, token: str, start: dict[int, int]) -> set[str]:
-        """Ride ids of the committed decisions carrying ``token``, read from ``start`` to the end."""
-        reader = Consumer(
-            consumer_config(
-                self.settings,
-                unique_group_id(f"{self.group}.recovery"),
-                **{"enable.partition.eof": True},
-            )
-        )
-        try:
-            ends = self._end_offsets()
-            remaining = {p for p in start if ends[p] > start[p]}
-            reader.assign([TopicPartition(self.decisions_topic, p, start[p]) for p in remaining])
-            published: set[str] = set()
-            # Open transactions of other replicas can hold the stable offset back for at most
-            # their transaction timeout.
-            deadline = time.monotonic() + self.config.transaction_timeout_ms / 1000 + 30
-            while remaining:
-                if time.monotonic() > deadline:
-                    raise RidestreamError(
-                        f"could not read {self.decisions_topic} to its end to settle publication "
-                        f"{token}; refusing to guess (partitions {sorted(remaining)})"
-                    )
-                msg = reader.poll(0.5)
-                if msg is None:
-                    continue
-                error = msg.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        if (msg.offset() or 0) >= ends[msg.partition() or 0]:
-                            remaining.discard(msg.partition() or 0)
-                        continue
-                    raise KafkaException(error)
-                if dlq.header(msg, CLAIM_HEADER) == token:
-                    published.add((msg.key() or b"").decode())
-            return published
-        finally:
-            reader.close()

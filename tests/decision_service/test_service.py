@@ -321,20 +321,18 @@ def test_a_crash_between_the_store_and_kafka_commits_publishes_each_decision_onc
     assert service.store.in_flight(settings.decisions.instance_id) is not None
 
     # 2. Dies after the store commit, before the Kafka transaction.
-    real_publish = DecisionService._publish
+    real_publish = DecisionService.publish
 
-    def crash_before_kafka(
-        self: DecisionService, messages: Any, claimed: list[Any], *args: Any
-    ) -> None:
-        if claimed:
+    def crash_before_kafka(self: DecisionService, producer: Any, batches: list[Any]) -> None:
+        if any(batch.claimed for batch in batches):
             raise CrashError
-        real_publish(self, messages, claimed, *args)
+        real_publish(self, producer, batches)
 
     for target in TARGETS:
         stream.prediction("before", target, 10.0)
     restarted = DecisionService(settings)
     with monkeypatch.context() as patch:
-        patch.setattr(DecisionService, "_publish", crash_before_kafka)
+        patch.setattr(DecisionService, "publish", crash_before_kafka)
         running = Running(restarted)
         running.thread.join(timeout=60)
     assert running.failure

@@ -1,0 +1,297 @@
+"""The exactly-once loop every consume → transform → produce service runs.
+
+A service brings its :class:`Work`; the loop owns the clients and the cycle. Once: connect (a
+read_committed consumer, a transactional producer), ``init_transactions`` (which fences an
+earlier producer with this transactional id and aborts what it left open), ``Work.started``,
+subscribe. Then, each cycle:
+
+1. **Take a batch** of what has arrived (:class:`ridestream.kafka.clients.Batches`).
+2. **Prepare** it (``Work.prepare``): decode, validate, compute, write a database — everything
+   but the producer. With ``overlap``, more batches of what has already arrived join the
+   transaction while the previous one still commits, or under a backlog (the last batch was
+   full), up to ``transaction_max_batches``.
+3. **Settle the previous transaction**: wait for its commit, then ``Work.committed``.
+4. **Drop what was read across a rebalance**: some of it may be another member's now; rewind to
+   the committed offsets and read it again.
+5. **Publish**: begin a transaction; ``Work.publish`` produces the outputs and dead letters.
+6. **Commit**: the consumer's positions after the batches go into the transaction, then the
+   commit — on a helper thread with ``overlap`` (the next cycle's steps 1 and 2 run meanwhile;
+   the loop touches the producer again only after step 3), else at once, followed by
+   ``Work.committed``.
+7. ``Work.after_cycle``: periodic work between batches.
+
+A Kafka error or one of the work's ``retriable`` errors in steps 2–6 aborts the open transaction,
+rewinds the consumer to the committed offsets and retries after an exponential backoff; a fatal
+error (this producer was fenced) ends the loop. ``stop`` (set by SIGTERM/SIGINT) ends it at a
+cycle's boundary: the last commit is awaited (or aborted), then the clients close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from ridestream.kafka import transactions
+from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
+from ridestream.runtime import settle_for_streaming
+from ridestream.settings import KafkaConfigValue, Settings
+
+logger = logging.getLogger(__name__)
+
+P = TypeVar("P")
+
+
+def group_name(settings: Settings, *parts: str) -> str:
+    """A service's consumer group: ``ridestream.<parts>``, the topic prefix applied (shared
+    clusters)."""
+    return settings.topics.prefix + ".".join(("ridestream", *parts))
+
+
+class Work(Protocol[P]):
+    """What a service plugs into the loop; ``P`` is its prepared batch."""
+
+    def prepare(self, messages: list[Message]) -> P | None:
+        """Everything a batch needs before its transaction, without the producer (None: nothing
+        to publish or commit)."""
+        ...
+
+    def publish(self, producer: Producer, batches: list[P]) -> None:
+        """Produce prepared batches into the open transaction."""
+        ...
+
+    def committed(self, batches: list[P], seconds: float) -> None:
+        """After the transaction of ``batches`` committed (in ``seconds``)."""
+        ...
+
+    def aborted(self, reason: str) -> None:
+        """After a failed cycle was aborted and rewound (``reason``: the error's code)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How the loop batches, commits and retries."""
+
+    batch_max_messages: int
+    batch_max_wait_s: float
+    batch_linger_s: float
+    retry_backoff_s: float
+    retry_backoff_max_s: float
+    transaction_timeout_ms: int
+    transaction_max_batches: int = 1
+    overlap: bool = False  # commit on a helper thread while the next batch is prepared
+    empty_batches: bool = False  # prepare empty batches too (periodic work in the transaction)
+    retriable: tuple[type[Exception], ...] = ()  # the work's errors that a retry can cure
+    consumer_overrides: dict[str, KafkaConfigValue] = field(default_factory=dict)
+    stats_cb: Callable[[str], None] | None = None
+
+
+@dataclass
+class _Prepared(Generic[P]):
+    consumed: int
+    work: P
+
+
+@dataclass
+class _Committing(Generic[P]):
+    commit: transactions.CommitInFlight
+    batches: list[_Prepared[P]]
+
+
+class ExactlyOnceLoop(Generic[P]):
+    """One service's consume → produce cycle, exactly once (see the module's docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        work: Work[P],
+        config: LoopConfig,
+        *,
+        group: str,
+        transactional_id: str,
+        topics: list[str],
+        name: str,
+    ) -> None:
+        self.settings, self.work, self.config = settings, work, config
+        self.group, self.transactional_id, self.topics, self.name = (
+            group,
+            transactional_id,
+            topics,
+            name,
+        )
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self._committing: _Committing[P] | None = None
+        self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-commit")
+        self._rebalances = 0  # revocations and losses so far: a batch read across one is dropped
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def connect(self) -> tuple[Consumer, Producer]:
+        """The clients, the producer's transactions initialised (fencing a predecessor); the
+        consumer not yet subscribed."""
+        config: dict[str, Any] = consumer_config(
+            self.settings, self.group, **self.config.consumer_overrides
+        )
+        if self.config.stats_cb is not None:
+            config["stats_cb"] = self.config.stats_cb  # a callable: not a config value
+        consumer = Consumer(config)
+        producer = transactions.transactional_producer(
+            self.settings, self.transactional_id, self.config.transaction_timeout_ms
+        )
+        producer.init_transactions(30)
+        self.consumer, self.producer = consumer, producer
+        return consumer, producer
+
+    def subscribe(self) -> None:
+        """Join the group for the loop's topics."""
+        assert self.consumer is not None
+        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Rebalance callbacks run inside consume(): no transaction is open for producing then,
+        # though the last one may still be committing on the helper thread. It is not waited for
+        # here (its offset commit may be refused until the rebalance ends): it commits outputs and
+        # offsets together or not at all, the partitions' next owner reads committed offsets only
+        # once no transaction holds them (read_committed asks for stable offsets), and the loop
+        # aborts and rewinds if it failed.
+        self._rebalances += 1
+        logger.info("partitions revoked: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
+        logger.warning(
+            "partitions lost (nothing is committed for them): %s",
+            [f"{p.topic}[{p.partition}]" for p in partitions],
+        )
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        started: Callable[[], None] | None = None,
+        after_cycle: Callable[[], None] | None = None,
+    ) -> None:
+        """Connect, then cycle until ``stop`` is set; ``started`` runs once the producer fenced
+        its predecessor (before subscribing), ``after_cycle`` after every cycle that did not
+        fail."""
+        consumer, producer = self.connect()
+        try:
+            if started is not None:
+                started()
+            self.subscribe()
+            settle_for_streaming()  # models and clients loaded: what stays from here is steady
+            logger.info(
+                "%s group=%s transactional.id=%s started",
+                self.name,
+                self.group,
+                self.transactional_id,
+            )
+            self._cycles(consumer, stop, after_cycle)
+        finally:
+            try:
+                self._settle()  # the last transaction commits before the clients close
+            except KafkaException as exc:
+                logger.warning("the last transaction's commit failed (%s); aborting it", exc)
+                with contextlib.suppress(KafkaException):
+                    producer.abort_transaction(10)
+            self._commits.shutdown()
+            consumer.close()
+            producer.flush(10)
+            logger.info("%s stopped", self.name)
+
+    def _cycles(
+        self, consumer: Consumer, stop: threading.Event, after_cycle: Callable[[], None] | None
+    ) -> None:
+        config = self.config
+        batches = Batches(
+            consumer, config.batch_max_messages, config.batch_max_wait_s, config.batch_linger_s
+        )
+        backoff = config.retry_backoff_s
+        retriable: tuple[type[Exception], ...] = (KafkaException, *config.retriable)
+        while not stop.is_set():
+            rebalances = self._rebalances
+            messages = batches.next()
+            try:
+                self._cycle(consumer, batches, messages, rebalances)
+            except retriable as exc:
+                with contextlib.suppress(KafkaException):
+                    self._settle()  # a commit still running ends first; a failed one is aborted
+                self._abort_and_rewind(exc)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, config.retry_backoff_max_s)
+                continue
+            backoff = config.retry_backoff_s
+            if after_cycle is not None:
+                after_cycle()
+
+    def _cycle(
+        self, consumer: Consumer, batches: Batches, messages: list[Message], rebalances: int
+    ) -> None:
+        prepared = self._prepare(messages)
+        while prepared and self.takes_another([p.consumed for p in prepared]):
+            more = batches.ready()
+            if not more:
+                break
+            prepared += self._prepare(more)
+        self._settle()
+        if not prepared:
+            return
+        if self._rebalances != rebalances:
+            rewind_to_committed(consumer)  # read across a rebalance: read it again
+            return
+        self._publish(prepared)
+
+    def _prepare(self, messages: list[Message]) -> list[_Prepared[P]]:
+        if not messages and not self.config.empty_batches:
+            return []
+        for msg in messages:
+            if msg.error():
+                raise KafkaException(msg.error())
+        work = self.work.prepare(messages)
+        return [] if work is None else [_Prepared(len(messages), work)]
+
+    def _publish(self, prepared: list[_Prepared[P]]) -> None:
+        assert self.consumer is not None
+        assert self.producer is not None
+        producer = self.producer
+        producer.begin_transaction()
+        self.work.publish(producer, [p.work for p in prepared])
+        if self.config.overlap:
+            commit = transactions.CommitInFlight(producer, self.consumer, self._commits)
+            self._committing = _Committing(commit, prepared)
+        else:
+            seconds = transactions.commit(producer, self.consumer)
+            self.work.committed([p.work for p in prepared], seconds)
+
+    def takes_another(self, consumed: list[int]) -> bool:
+        """Whether the transaction in the making takes another batch, if one has already arrived
+        (``consumed``: the messages of each batch it has): while the previous transaction still
+        commits (the loop would only wait for it), or under a backlog (the last batch was full),
+        up to ``transaction_max_batches``. Never without ``overlap``."""
+        config = self.config
+        if not config.overlap or len(consumed) >= config.transaction_max_batches:
+            return False
+        if consumed[-1] >= config.batch_max_messages:
+            return True
+        committing = self._committing
+        return committing is not None and not committing.commit.done()
+
+    def _settle(self) -> None:
+        """Wait for the transaction being committed, then tell the work; raises its error."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            seconds = committing.commit.wait()
+            self.work.committed([p.work for p in committing.batches], seconds)
+
+    def _abort_and_rewind(self, exc: Exception) -> None:
+        assert self.consumer is not None
+        assert self.producer is not None
+        reason = transactions.abort_and_rewind(self.producer, self.consumer, exc)
+        self.work.aborted(reason)

@@ -1,0 +1,81 @@
+"""How the exactly-once loop sizes its transactions: pure logic, no broker."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, _Committing, group_name
+from tests.conftest import make_settings
+
+
+class Commit:
+    """A commit that has or has not ended (what the loop asks of one)."""
+
+    def __init__(self, ended: bool) -> None:
+        self.ended = ended
+
+    def done(self) -> bool:
+        return self.ended
+
+
+def loop(
+    max_batches: int = 4, committing: bool | None = None, overlap: bool = True
+) -> ExactlyOnceLoop[Any]:
+    config = LoopConfig(
+        batch_max_messages=100,
+        batch_max_wait_s=0.1,
+        batch_linger_s=0.0,
+        retry_backoff_s=0.1,
+        retry_backoff_max_s=1.0,
+        transaction_timeout_ms=10_000,
+        transaction_max_batches=max_batches,
+        overlap=overlap,
+    )
+    # Never connects: nothing here talks to a broker.
+    made: ExactlyOnceLoop[Any] = ExactlyOnceLoop(
+        make_settings("127.0.0.1:1"),
+        cast(Any, object()),
+        config,
+        group="g",
+        transactional_id="g.0",
+        topics=["t"],
+        name="test",
+    )
+    if committing is not None:
+        made._committing = _Committing(cast(Any, Commit(ended=not committing)), [])
+    return made
+
+
+@pytest.mark.parametrize(
+    ("sizes", "committing", "takes_another"),
+    [
+        ((100,), None, True),  # a full batch: a backlog
+        ((100, 100, 100), False, True),
+        ((100, 100, 100, 100), True, False),  # the setting's limit
+        ((40,), None, False),  # a moderate rate, nothing committing: produce at once
+        ((40,), False, False),
+        ((40,), True, True),  # the loop would only wait for the commit
+        ((100, 40), False, False),  # the backlog is worked off
+    ],
+)
+def test_a_transaction_takes_another_batch_under_a_backlog_or_while_one_commits(
+    sizes: tuple[int, ...], committing: bool | None, takes_another: bool
+) -> None:
+    assert loop(committing=committing).takes_another(list(sizes)) is takes_another
+
+
+@pytest.mark.parametrize("committing", [None, True])
+def test_one_batch_a_transaction_when_the_setting_says_so(committing: bool | None) -> None:
+    assert not loop(max_batches=1, committing=committing).takes_another([100])
+
+
+def test_without_overlap_every_batch_is_its_own_transaction() -> None:
+    assert not loop(overlap=False, committing=True).takes_another([100])
+
+
+def test_group_names_carry_the_topic_prefix() -> None:
+    settings = make_settings("127.0.0.1:1", prefix="tenant-a.")
+    assert group_name(settings, "predictor", "tip") == "tenant-a.ridestream.predictor.tip"
+    assert group_name(settings, "decisions") == "tenant-a.ridestream.decisions"
