@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka import KafkaError as KafkaErrorCode
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from ridestream.contracts.schemas import PREDICTION
 from ridestream.kafka.clients import consumer_config, producer_config, unique_group_id
@@ -120,7 +119,7 @@ class Follower:
         errors = [error for msg in messages if (error := msg.error()) is not None]
         for error in errors:
             # A topic made a moment ago may not be in the client's metadata yet: it will be.
-            if error.code() != KafkaErrorCode.UNKNOWN_TOPIC_OR_PART:
+            if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise RuntimeError(f"reading predictions failed: {error}")
         if errors:
             messages = [msg for msg in messages if not msg.error()]

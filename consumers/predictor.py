@@ -41,7 +41,7 @@ from confluent_kafka import (
 from consumers.metrics import PredictorMetrics
 from ridestream.contracts.events import RideStarted, utc_now
 from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
-from ridestream.exceptions import RidestreamError, SchemaRegistryUnavailableError
+from ridestream.exceptions import RidestreamError
 from ridestream.kafka import dlq, transactions
 from ridestream.kafka.decoding import BatchReader, Decoded
 from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, group_name
@@ -52,13 +52,14 @@ from ridestream.ml.tracking import mlflow_client
 from ridestream.observability import observe_all, serve
 from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
 from ridestream.serde.columnar_encode import ColumnarEncoder
+from ridestream.serde.exceptions import SchemaRegistryUnavailableError
 from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class BatchOutcome:
+class PredictionOutcome:
     """What one committed batch did (for tests and logs)."""
 
     consumed: int
@@ -76,7 +77,7 @@ class PreparedBatch:
     dead: list[dlq.DeadLetter]
     # Per model (the champion, then a shadowing challenger): its keys and encoded predictions.
     outputs: list[tuple[LoadedModel, list[str], list[bytes]]]
-    outcome: BatchOutcome
+    outcome: PredictionOutcome
 
 
 class Predictor:
@@ -119,7 +120,7 @@ class Predictor:
             logger.info("input framing is Confluent; predictions stay single-object framed")
         instance = self.config.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.transactional_id = f"{self.group}.{instance}"
-        self._on_batch: Callable[[BatchOutcome], None] | None = None
+        self._on_batch: Callable[[PredictionOutcome], None] | None = None
         config = self.config
         self.loop: ExactlyOnceLoop[PreparedBatch] = ExactlyOnceLoop(
             settings,
@@ -144,7 +145,7 @@ class Predictor:
         )
 
     def run(
-        self, stop: threading.Event, on_batch: Callable[[BatchOutcome], None] | None = None
+        self, stop: threading.Event, on_batch: Callable[[PredictionOutcome], None] | None = None
     ) -> None:
         """Consume until ``stop`` is set; the transaction in flight is finished or aborted, then
         the clients close."""
@@ -176,7 +177,7 @@ class Predictor:
             features = build_features(frame)
             for model in (champion, challenger) if challenger is not None else (champion,):
                 outputs.append((model, *self._predict(model, frame, features)))
-        outcome = BatchOutcome(
+        outcome = PredictionOutcome(
             consumed=len(messages),
             predicted=len(frame) if outputs else 0,
             dead_letters=len(dead),

@@ -50,12 +50,12 @@ from decision_service.recovery import CLAIM_HEADER, PublicationRecovery
 from ridestream.clock import instant, now_ms, to_ms, wall_clock
 from ridestream.contracts.events import TARGETS, Decision
 from ridestream.contracts.schemas import DECISION
-from ridestream.exceptions import SchemaRegistryUnavailableError
 from ridestream.kafka import transactions
 from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, group_name
 from ridestream.observability import observe_all, serve
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.serde.columnar_encode import ColumnarEncoder
+from ridestream.serde.exceptions import SchemaRegistryUnavailableError
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore
 from ridestream.store.records import StoredPrediction
@@ -66,7 +66,7 @@ REGISTRY_WAIT_S = 60.0
 
 
 @dataclass
-class BatchOutcome:
+class DecisionOutcome:
     """What one batch did (for tests and logs)."""
 
     consumed: int
@@ -89,7 +89,7 @@ class DecidedBatch:
     chosen: dict[str, dict[str, StoredPrediction]]
     claimed: list[Decision]
     token: str
-    outcome: BatchOutcome
+    outcome: DecisionOutcome
 
 
 class DecisionService:
@@ -125,7 +125,7 @@ class DecisionService:
         # Per partition of the decisions topic, an offset at or below where the next publication
         # lands: recorded with each claim so a crash can be settled by reading from there.
         self._decision_floor: dict[int, int] = {}
-        self._outcomes: list[BatchOutcome] = []  # committed since the last cycle ended
+        self._outcomes: list[DecisionOutcome] = []  # committed since the last cycle ended
         topic_names = [self.predictions_topic, self.completed_topic]
         if config.drift.enabled:
             topic_names.append(self.started_topic)
@@ -155,7 +155,7 @@ class DecisionService:
         )
 
     def run(
-        self, stop: threading.Event, on_batch: Callable[[BatchOutcome], None] | None = None
+        self, stop: threading.Event, on_batch: Callable[[DecisionOutcome], None] | None = None
     ) -> None:
         """Consume until ``stop`` is set; the batch in flight is finished or aborted, then close."""
         serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
@@ -213,7 +213,7 @@ class DecisionService:
             for tp in self.loop.consumer.assignment()
             if tp.topic == self.predictions_topic
         }
-        outcome = BatchOutcome(consumed=len(messages), dead_letters=len(decoded.dead))
+        outcome = DecisionOutcome(consumed=len(messages), dead_letters=len(decoded.dead))
         outcome.predictions, outcome.completions = (
             len(decoded.predictions),
             len(decoded.completions),

@@ -1,7 +1,7 @@
 """The publisher the ride backend imports: validated, Avro-encoded, keyed by ride_id, acknowledged.
 
 Every event is validated against its model before anything is sent (an invalid ride raises
-:class:`ridestream.exceptions.ValidationError` naming the field, and nothing is produced). The
+:class:`ridestream.contracts.exceptions.InvalidEventError` naming the field, and nothing is produced). The
 producer is idempotent with ``acks=all``; a failed delivery reaches the caller on the next call or
 on ``flush``/``close`` (sync), or as the awaited result (async).
 """
@@ -19,10 +19,10 @@ import pandas as pd
 from confluent_kafka import Message
 
 from ridestream.contracts.events import Event, Prediction, RideCompleted, RideStarted, utc_now
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.contracts.validation import find_problems
-from ridestream.exceptions import ValidationError
 from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import AsyncProducer, DeliveryCallback, ReliableProducer
 from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
@@ -60,7 +60,7 @@ class _Encoders:
         if problems:
             first = problems[0]
             ride_id = rides["ride_id"].iloc[first.row] if "ride_id" in rides else "?"
-            raise ValidationError(
+            raise InvalidEventError(
                 first.field,
                 f"{first.reason} (row {first.row}, ride_id={ride_id!r}; "
                 f"{len(problems)} invalid row(s) in the batch, none sent)",
@@ -130,7 +130,7 @@ class RidePublisher:
         """Validate a frame of rides (one column per RideStarted field), then encode and queue all.
 
         Columns absent from the frame get fresh event ids, the current event time and the given
-        ``source``/``enhanced``. An invalid row raises ValidationError naming it, and nothing is
+        ``source``/``enhanced``. An invalid row raises InvalidEventError naming it, and nothing is
         sent. Returns the number of rides queued.
         """
         values, keys = self._encoders.batch_messages(

@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime
 from pydantic import ValidationError as PydanticValidationError
 
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
-from ridestream.exceptions import ValidationError
 
 # TLC LocationIDs: 1-263 are zones, 264 "Unknown" and 265 "Outside of NYC".
 ZONE_MIN, ZONE_MAX = 1, 265
@@ -48,13 +48,13 @@ class Event(BaseModel):
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Self:
-        """Validate a mapping; a bad value raises ValidationError naming the field."""
+        """Validate a mapping; a bad value raises InvalidEventError naming the field."""
         try:
             return cls.model_validate(data)
         except PydanticValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or cls.__name__
-            raise ValidationError(field, first["msg"]) from exc
+            raise InvalidEventError(field, first["msg"]) from exc
 
     def to_record(self) -> dict[str, Any]:
         """The dict fastavro writes."""

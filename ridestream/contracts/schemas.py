@@ -18,7 +18,7 @@ from typing import Any, cast
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from ridestream.exceptions import SchemaError
+from ridestream.contracts.exceptions import SchemaError
 
 _FILE_NAME = re.compile(r"^(?P<stem>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.avsc$")
 

@@ -13,11 +13,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message
-from confluent_kafka import KafkaError as KafkaErrorCode
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
-from ridestream.exceptions import KafkaError
+from ridestream.kafka.exceptions import KafkaOperationError
 from ridestream.settings import KafkaConfigValue, Settings
 
 logger = logging.getLogger(__name__)
@@ -30,8 +29,8 @@ def _log_client_error(error: Any) -> None:
     # Transient by design (librdkafka retries); fatal ones also surface on the calls themselves.
     # Connection failures are already in librdkafka's own log line: don't say them twice.
     transient = getattr(error, "code", lambda: None)() in (
-        KafkaErrorCode._TRANSPORT,
-        KafkaErrorCode._ALL_BROKERS_DOWN,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
     )
     librdkafka_logger.log(
         logging.DEBUG if transient else logging.WARNING, "kafka client error: %s", error
@@ -90,7 +89,9 @@ def cluster_metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
     try:
         return admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        raise KafkaError("the cluster did not answer a metadata request", exc.args[0]) from exc
+        raise KafkaOperationError(
+            "the cluster did not answer a metadata request", exc.args[0]
+        ) from exc
 
 
 def unique_group_id(prefix: str) -> str:
@@ -99,12 +100,12 @@ def unique_group_id(prefix: str) -> str:
 
 
 _TRANSIENT_CODES = {
-    KafkaErrorCode.NOT_LEADER_FOR_PARTITION,
-    KafkaErrorCode.LEADER_NOT_AVAILABLE,
-    KafkaErrorCode.UNKNOWN_TOPIC_OR_PART,
-    KafkaErrorCode.REQUEST_TIMED_OUT,
-    KafkaErrorCode._TRANSPORT,
-    KafkaErrorCode._TIMED_OUT,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
 }
 
 
@@ -173,7 +174,7 @@ def batches_until_idle(
     """Batches from a subscribed consumer until none came for ``idle_timeout_s`` (or the deadline).
 
     For readers that drain a topic and stop (tail, DLQ replay, tests), not for services. A message
-    carrying an error raises KafkaError.
+    carrying an error raises KafkaOperationError.
     """
     start = time.monotonic()
     last: float | None = None  # the idle clock starts once partitions are assigned
@@ -186,7 +187,7 @@ def batches_until_idle(
             last = now
             for msg in batch:
                 if msg.error():
-                    raise KafkaError("reading a topic failed", msg.error())
+                    raise KafkaOperationError("reading a topic failed", msg.error())
             yield batch
         elif last is not None and now - last > idle_timeout_s:
             return

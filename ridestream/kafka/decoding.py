@@ -18,10 +18,10 @@ from confluent_kafka import Message
 
 from ridestream.contracts.events import Event
 from ridestream.contracts.validation import find_problems
-from ridestream.exceptions import DecodeError
 from ridestream.kafka import dlq
 from ridestream.serde.codecs import Serde, SingleObjectSerde
 from ridestream.serde.columnar_decode import ColumnarDecoder
+from ridestream.serde.exceptions import DecodeError
 
 INVALID_VALUE = "invalid_value"
 

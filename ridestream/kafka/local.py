@@ -25,8 +25,8 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from ridestream.exceptions import BrokerError, KafkaError
 from ridestream.kafka.clients import cluster_metadata
+from ridestream.kafka.exceptions import BrokerError, KafkaOperationError
 from ridestream.settings import LocalKafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class LocalKafka:
         admin = admin or AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         try:
             cluster_metadata(admin, timeout_s)
-        except KafkaError:
+        except KafkaOperationError:
             return False
         return True
 

@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaException, Message, Producer
 
-from ridestream.exceptions import DeliveryError, KafkaError, QueueFullError
+from ridestream.kafka.exceptions import DeliveryError, KafkaOperationError, QueueFullError
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class ReliableProducer:
                 # Serving delivery reports is what frees queue space.
                 self._producer.poll(self._queue_full_wait_s)
             except KafkaException as exc:
-                raise KafkaError(f"produce to {topic} failed", exc.args[0]) from exc
+                raise KafkaOperationError(f"produce to {topic} failed", exc.args[0]) from exc
         self._producer.poll(0)
 
     def produce_many(self, topic: str, values: list[bytes], keys: list[str]) -> None:
@@ -110,7 +110,7 @@ class ReliableProducer:
             except BufferError:
                 self.produce(topic, value, key)  # the bounded wait-and-retry path
             except KafkaException as exc:
-                raise KafkaError(f"produce to {topic} failed", exc.args[0]) from exc
+                raise KafkaOperationError(f"produce to {topic} failed", exc.args[0]) from exc
             if i % 1000 == 999:
                 self._producer.poll(0)
         self._producer.poll(0)

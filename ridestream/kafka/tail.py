@@ -9,9 +9,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException
 
 from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
-from ridestream.exceptions import DecodeError, KafkaError
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
+from ridestream.kafka.exceptions import KafkaOperationError
 from ridestream.serde.codecs import Serde, make_serde
+from ridestream.serde.exceptions import DecodeError
 from ridestream.settings import Settings
 
 RECORD_OF_ROLE = {
@@ -56,7 +57,7 @@ def read_topic(
                 seen += 1
                 yield describe(msg, serde)
     except KafkaException as exc:
-        raise KafkaError(f"reading {topic}", exc.args[0]) from exc
+        raise KafkaOperationError(f"reading {topic}", exc.args[0]) from exc
     finally:
         consumer.close()
 

@@ -6,8 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka import KafkaError as LibKafkaError
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from tenacity import (
     retry,
@@ -17,13 +16,13 @@ from tenacity import (
     wait_exponential,
 )
 
-from ridestream.exceptions import KafkaError
 from ridestream.kafka.clients import (
     cluster_metadata,
     common_config,
     is_transient,
     unique_group_id,
 )
+from ridestream.kafka.exceptions import KafkaOperationError
 from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -53,8 +52,8 @@ def create_topics(
             logger.info("created topic=%s partitions=%d", name, partitions)
         except KafkaException as exc:
             error = exc.args[0]
-            if error.code() != LibKafkaError.TOPIC_ALREADY_EXISTS:
-                raise KafkaError(f"creating topic {name} failed", error) from exc
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaOperationError(f"creating topic {name} failed", error) from exc
             created[name] = False
     return created
 
@@ -77,8 +76,8 @@ def delete_topics(admin: AdminClient, names: list[str], timeout_s: float = 30.0)
         try:
             future.result()
         except KafkaException as exc:
-            if exc.args[0].code() != LibKafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise KafkaError(f"deleting topic {name} failed", exc.args[0]) from exc
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaOperationError(f"deleting topic {name} failed", exc.args[0]) from exc
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ def _topic_metadata(admin: AdminClient, name: str, timeout_s: float) -> Any:
     if topic is None:
         return None
     if topic.error is not None:
-        if topic.error.code() == LibKafkaError.UNKNOWN_TOPIC_OR_PART:
+        if topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             return None
         raise _LeadershipSettlingError(str(topic.error))
     return topic

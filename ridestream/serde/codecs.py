@@ -7,7 +7,7 @@ schema, so producers and consumers upgrade independently. With a Schema Registry
 Confluent wire format (magic byte, schema id) through ``confluent_kafka.schema_registry`` is used
 instead.
 
-Decoding failures raise :class:`ridestream.exceptions.DecodeError` subclasses whose ``kind`` is the
+Decoding failures raise :class:`ridestream.serde.exceptions.DecodeError` subclasses whose ``kind`` is the
 reason a dead letter carries.
 """
 
@@ -18,15 +18,15 @@ from typing import Any, Protocol, cast
 
 import fastavro
 
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.schemas import SchemaStore, SchemaVersion, load_store
-from ridestream.exceptions import (
-    ConfigurationError,
+from ridestream.exceptions import ConfigurationError
+from ridestream.serde.exceptions import (
     CorruptPayloadError,
     DecodeError,
     NotSingleObjectError,
     SchemaRegistryUnavailableError,
     UnknownSchemaError,
-    ValidationError,
     WrongRecordTypeError,
 )
 from ridestream.settings import Settings
@@ -63,7 +63,7 @@ class SingleObjectSerde:
         self.header = MARKER + self.schema.fingerprint
 
     def encode(self, record: Record, topic: str = "") -> bytes:
-        """Write ``record`` with this serde's schema; a value that does not fit raises ValidationError."""
+        """Write ``record`` with this serde's schema; a value that does not fit raises InvalidEventError."""
         buffer = io.BytesIO()
         buffer.write(self.header)
         try:
@@ -71,7 +71,7 @@ class SingleObjectSerde:
                 buffer, self.schema.parsed, record, strict_allow_default=True
             )
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            raise ValidationError(_field_of(record, self.schema), str(exc)) from exc
+            raise InvalidEventError(_field_of(record, self.schema), str(exc)) from exc
         return buffer.getvalue()
 
     def writer_schema(self, data: bytes) -> SchemaVersion:
@@ -140,7 +140,7 @@ class ConfluentSerde:
         try:
             data: bytes = self._serializer(record, self._context(topic))
         except (SerializationError, ValueError, TypeError) as exc:
-            raise ValidationError(_field_of(record, self.schema), str(exc)) from exc
+            raise InvalidEventError(_field_of(record, self.schema), str(exc)) from exc
         return data
 
     def decode(self, data: bytes, topic: str = "") -> Record:

@@ -9,8 +9,8 @@ from typing import Any
 import fastavro
 import numpy as np
 
+from ridestream.contracts.exceptions import SchemaError
 from ridestream.contracts.schemas import SchemaVersion
-from ridestream.exceptions import SchemaError
 
 INTS = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 SUPPORTED = {"boolean", "int", "long", "float", "double", "string", "enum"}

@@ -19,8 +19,8 @@ import fastavro
 import numpy as np
 import pandas as pd
 
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.schemas import SchemaVersion
-from ridestream.exceptions import ValidationError
 from ridestream.serde.columnar import INTS, Field, Piece, plan
 
 
@@ -109,7 +109,7 @@ def _millis(column: Any, aware: bool, name: str) -> np.ndarray:
     if aware:
         series = series.dt.tz_localize(None)
     elif series.dt.tz is not None:
-        raise ValidationError(name, "a local timestamp must not carry a timezone")
+        raise InvalidEventError(name, "a local timestamp must not carry a timezone")
     return series.to_numpy(dtype="datetime64[ms]").view(np.int64)
 
 
@@ -124,11 +124,11 @@ def _values(field: Field, column: Any) -> list[Piece]:
         ints = np.asarray(column)
         if ints.dtype.kind not in "iu":
             if ints.dtype.kind == "f" and not np.array_equal(ints, np.round(ints)):
-                raise ValidationError(name, "an integer is required")
+                raise InvalidEventError(name, "an integer is required")
             ints = ints.astype(np.int64)
         low, high = INTS[kind]
         if len(ints) and (ints.min() < low or ints.max() > high):
-            raise ValidationError(name, f"out of range for an Avro {kind}")
+            raise InvalidEventError(name, f"out of range for an Avro {kind}")
         return [zigzag_varints(ints)]
     if kind == "double":
         return [_fixed(np.asarray(column, dtype=np.float64), "<f8")]
@@ -142,7 +142,7 @@ def _values(field: Field, column: Any) -> list[Piece]:
     try:
         codes = np.fromiter((index[s] for s in column), dtype=np.int64, count=len(column))
     except KeyError as exc:
-        raise ValidationError(
+        raise InvalidEventError(
             name, f"{exc.args[0]!r} is not one of {list(field.symbols)}"
         ) from None
     return [zigzag_varints(codes)]
@@ -204,7 +204,7 @@ def _column_pieces(field: Field, column: Any, n: int) -> list[Piece]:
         try:
             return [_whole(field, list(column))]
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            raise ValidationError(field.name, str(exc)) from exc
+            raise InvalidEventError(field.name, str(exc)) from exc
     split = _split(field, column, n)
     if split is None:
         series = column if isinstance(column, pd.Series) else pd.Series(column)
@@ -214,7 +214,7 @@ def _column_pieces(field: Field, column: Any, n: int) -> list[Piece]:
         missing, present_values = split
     if field.null_branch is None:
         if missing.any():
-            raise ValidationError(field.name, "a value is required")
+            raise InvalidEventError(field.name, "a value is required")
         return _values(field, present_values)
     branch = np.where(missing, field.null_branch, 1 - field.null_branch)
     pieces = [zigzag_varints(branch)]
@@ -238,15 +238,15 @@ class ColumnarEncoder:
         self.fields = plan(schema, whole=True)
 
     def encode(self, columns: Mapping[str, Any], n: int) -> list[bytes]:
-        """Encode ``n`` rows given as one column per field; ValidationError names a bad field."""
+        """Encode ``n`` rows given as one column per field; InvalidEventError names a bad field."""
         header = np.broadcast_to(self.header, (n, len(self.header)))
         pieces: list[Piece] = [(np.full(n, len(self.header), dtype=np.int64), header)]
         for field in self.fields:
             if field.name not in columns:
-                raise ValidationError(field.name, "missing column")
+                raise InvalidEventError(field.name, "missing column")
             column = columns[field.name]
             if len(column) != n:
-                raise ValidationError(field.name, f"{len(column)} values for {n} rows")
+                raise InvalidEventError(field.name, f"{len(column)} values for {n} rows")
             pieces += _column_pieces(field, column, n)
         if n == 0:
             return []

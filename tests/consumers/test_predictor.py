@@ -15,7 +15,7 @@ import fastavro
 import numpy as np
 import pytest
 
-from consumers.predictor import BatchOutcome, Predictor
+from consumers.predictor import PredictionOutcome, Predictor
 from producers.replay import replay
 from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
 from ridestream.kafka import dlq
@@ -123,12 +123,12 @@ def committed_predictions(settings: Settings, rides: int) -> list[dict[str, Any]
     return [serde.decode(m.value()) for m in messages]
 
 
-def run_until_predicted(predictor: Predictor, rides: int) -> list[BatchOutcome]:
+def run_until_predicted(predictor: Predictor, rides: int) -> list[PredictionOutcome]:
     """Run a predictor until it has predicted ``rides`` (see :func:`run_until`)."""
     done = threading.Event()
     counted: list[int] = []
 
-    def watch(outcome: BatchOutcome) -> None:
+    def watch(outcome: PredictionOutcome) -> None:
         counted.append(outcome.predicted)
         if sum(counted) >= rides:
             done.set()
@@ -136,13 +136,13 @@ def run_until_predicted(predictor: Predictor, rides: int) -> list[BatchOutcome]:
     return run_until(predictor, done, watch)
 
 
-def run_until(predictor: Predictor, done: threading.Event, watch: Any) -> list[BatchOutcome]:
+def run_until(predictor: Predictor, done: threading.Event, watch: Any) -> list[PredictionOutcome]:
     """Run a predictor in a thread until ``watch`` sets ``done`` (or two minutes pass), then stop it."""
-    outcomes: list[BatchOutcome] = []
+    outcomes: list[PredictionOutcome] = []
     stop = threading.Event()
     failure: list[BaseException] = []
 
-    def on_batch(outcome: BatchOutcome) -> None:
+    def on_batch(outcome: PredictionOutcome) -> None:
         outcomes.append(outcome)
         watch(outcome)
 
@@ -221,7 +221,7 @@ def test_poison_goes_to_the_dlq_with_its_reason_and_the_rest_is_predicted(
     done = threading.Event()
     totals = Counter()
 
-    def watch(outcome: BatchOutcome) -> None:
+    def watch(outcome: PredictionOutcome) -> None:
         totals["predicted"] += outcome.predicted
         totals["dead"] += outcome.dead_letters
         if totals["predicted"] >= 50 and totals["dead"] >= len(poison):
@@ -269,7 +269,7 @@ def test_moving_the_alias_mid_stream_switches_version_at_a_batch_boundary(
     done = threading.Event()
     promoted: list[int] = []
 
-    def watch(outcome: BatchOutcome, seen: list[int] = []) -> None:  # noqa: B006 - a running total
+    def watch(outcome: PredictionOutcome, seen: list[int] = []) -> None:  # noqa: B006 - a running total
         seen.append(outcome.predicted)
         if sum(seen) >= rides // 3 and not promoted:
             promoted.append(sum(seen))

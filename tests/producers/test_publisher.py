@@ -11,8 +11,9 @@ import pytest
 from producers.publisher import AsyncRidePublisher, RidePublisher
 from producers.replay import STARTED_FIELDS
 from ridestream.contracts.events import RideStarted
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.schemas import RIDE_STARTED
-from ridestream.exceptions import DeliveryError, ValidationError
+from ridestream.kafka.exceptions import DeliveryError
 from ridestream.kafka.topics import summarize_topics
 from ridestream.ml.tlc import load_month, month_file
 from ridestream.serde.codecs import SingleObjectSerde
@@ -49,10 +50,10 @@ def test_published_rides_arrive_keyed_by_ride_id_and_decode(kafka_settings: Sett
 @pytest.mark.kafka
 def test_an_invalid_ride_names_the_field_and_nothing_is_sent(kafka_settings: Settings) -> None:
     with RidePublisher(kafka_settings) as publisher:
-        with pytest.raises(ValidationError) as raised:
+        with pytest.raises(InvalidEventError) as raised:
             publisher.publish_started(ride("bad", trip_distance=-3.0))
         assert raised.value.field == "trip_distance"
-        with pytest.raises(ValidationError, match="pickup_zone"):
+        with pytest.raises(InvalidEventError, match="pickup_zone"):
             publisher.publish_started(ride("bad", pickup_zone=999))
         assert publisher.pending == 0
     summary = summarize_topics(kafka_settings, [kafka_settings.topics.full("started")])
@@ -102,7 +103,7 @@ def test_the_async_publisher_validates_before_producing() -> None:
         finally:
             publisher.close(timeout_s=2)
 
-    with pytest.raises(ValidationError, match="passenger_count"):
+    with pytest.raises(InvalidEventError, match="passenger_count"):
         asyncio.run(publish())
 
 
@@ -141,7 +142,7 @@ def test_a_batch_with_one_invalid_ride_sends_nothing(kafka_settings: Settings) -
     frame = february_frame(500)
     frame.loc[321, "passenger_count"] = 40
     with RidePublisher(kafka_settings) as publisher:
-        with pytest.raises(ValidationError, match=r"row 321, ride_id='b-321'") as raised:
+        with pytest.raises(InvalidEventError, match=r"row 321, ride_id='b-321'") as raised:
             publisher.publish_started_batch(frame)
         assert raised.value.field == "passenger_count"
     summary = summarize_topics(kafka_settings, [kafka_settings.topics.full("started")])

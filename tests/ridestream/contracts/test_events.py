@@ -12,8 +12,8 @@ import pytest
 from pydantic import AwareDatetime, BaseModel, NaiveDatetime
 
 from ridestream.contracts.events import EVENT_MODELS, Event, RideCompleted, RideStarted
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.schemas import load_store
-from ridestream.exceptions import ValidationError
 from ridestream.serde.codecs import SingleObjectSerde
 
 PY_OF_AVRO = {
@@ -123,7 +123,7 @@ def valid_ride(**changes: Any) -> dict[str, Any]:
     ],
 )
 def test_invalid_rides_are_rejected_naming_the_field(changes: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(InvalidEventError) as raised:
         RideStarted.parse(valid_ride(**changes))
     assert raised.value.field == field
 
@@ -131,7 +131,7 @@ def test_invalid_rides_are_rejected_naming_the_field(changes: dict[str, Any], fi
 def test_a_missing_required_field_is_named() -> None:
     ride = valid_ride()
     del ride["pickup_time"]
-    with pytest.raises(ValidationError, match="pickup_time"):
+    with pytest.raises(InvalidEventError, match="pickup_time"):
         RideStarted.parse(ride)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ridestream.contracts.exceptions import SchemaError
 from ridestream.contracts.schemas import (
     DECISION,
     PREDICTION,
@@ -15,7 +16,6 @@ from ridestream.contracts.schemas import (
     crc64_avro_fingerprint,
     load_store,
 )
-from ridestream.exceptions import SchemaError
 
 
 def test_the_project_store_holds_every_contract() -> None:

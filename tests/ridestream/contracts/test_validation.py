@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ridestream.contracts.events import RideStarted
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.validation import find_problems
-from ridestream.exceptions import ValidationError
 
 # Values around and beyond every bound, and of the wrong kind, so both verdicts are exercised.
 maybe_int = st.none() | st.integers(-5, 300)
@@ -35,7 +35,7 @@ ride_rows = st.fixed_dictionaries(
 def pydantic_verdict(row: dict[str, Any]) -> str | None:
     try:
         RideStarted.parse(row)
-    except ValidationError as exc:
+    except InvalidEventError as exc:
         return exc.field
     return None
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ridestream.exceptions import BrokerError
+from ridestream.kafka.exceptions import BrokerError
 from ridestream.kafka.local import LocalKafka, check_java, new_cluster_id, parse_java_major
 from tests.conftest import local_kafka_settings
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from ridestream.exceptions import DeliveryError, QueueFullError
 from ridestream.kafka.clients import producer_config
+from ridestream.kafka.exceptions import DeliveryError, QueueFullError
 from ridestream.kafka.producer import AsyncProducer, ReliableProducer
 from ridestream.settings import Settings
 from tests.conftest import free_port, make_settings

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ridestream.contracts.exceptions import InvalidEventError
 from ridestream.contracts.schemas import (
     DECISION,
     PREDICTION,
@@ -20,19 +21,18 @@ from ridestream.contracts.schemas import (
     default_schemas_dir,
     load_store,
 )
-from ridestream.exceptions import (
-    CorruptPayloadError,
-    NotSingleObjectError,
-    UnknownSchemaError,
-    ValidationError,
-    WrongRecordTypeError,
-)
 from ridestream.serde.codecs import (
     HEADER_SIZE,
     MARKER,
     ConfluentSerde,
     SingleObjectSerde,
     make_serde,
+)
+from ridestream.serde.exceptions import (
+    CorruptPayloadError,
+    NotSingleObjectError,
+    UnknownSchemaError,
+    WrongRecordTypeError,
 )
 from ridestream.settings import Settings
 from tests.strategies import from_avro
@@ -123,7 +123,7 @@ def test_a_record_of_another_type_is_refused() -> None:
 
 def test_encoding_a_value_of_the_wrong_type_names_the_field() -> None:
     bad = {**ride(), "dropoff_zone": "Astoria"}
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(InvalidEventError) as raised:
         SingleObjectSerde(RIDE_STARTED).encode(bad)
     assert raised.value.field == "dropoff_zone"
 

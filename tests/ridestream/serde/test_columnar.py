@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ridestream.contracts.exceptions import InvalidEventError, SchemaError
 from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import DECISION, PREDICTION, RIDE_COMPLETED, RIDE_STARTED
-from ridestream.exceptions import DecodeError, SchemaError, ValidationError
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.serde.columnar_decode import ColumnarDecoder
 from ridestream.serde.columnar_encode import ColumnarEncoder, zigzag_varints
+from ridestream.serde.exceptions import DecodeError
 from tests.strategies import from_avro
 
 FLAT_RECORDS = [RIDE_STARTED, RIDE_COMPLETED, PREDICTION]
@@ -110,13 +111,13 @@ def test_bad_columns_are_named() -> None:
         "predicted_at": datetime.now(UTC),
     }
     columns = as_columns([record], names)
-    with pytest.raises(ValidationError, match="target: 'speed' is not one of"):
+    with pytest.raises(InvalidEventError, match="target: 'speed' is not one of"):
         encoder.encode({**columns, "target": ["speed"]}, 1)
-    with pytest.raises(ValidationError, match="value: a value is required"):
+    with pytest.raises(InvalidEventError, match="value: a value is required"):
         encoder.encode({**columns, "value": [None]}, 1)
     without = dict(columns)
     del without["ride_id"]
-    with pytest.raises(ValidationError, match="ride_id: missing column"):
+    with pytest.raises(InvalidEventError, match="ride_id: missing column"):
         encoder.encode(without, 1)
 
 
