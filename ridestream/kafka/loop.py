@@ -18,11 +18,11 @@ subscribe. Then, each cycle:
    commit — on a helper thread with ``overlap`` (the next cycle's steps 1 and 2 run meanwhile;
    the loop touches the producer again only after step 3), else at once, followed by
    ``Work.committed``.
-7. ``Work.after_cycle``: periodic work between batches.
+7. ``after_cycle`` (given to :meth:`ExactlyOnceLoop.run`): periodic work between batches.
 
-A Kafka error or one of the work's ``retriable`` errors in steps 2–6 aborts the open transaction,
-rewinds the consumer to the committed offsets and retries after an exponential backoff; a fatal
-error (this producer was fenced) ends the loop. ``stop`` (set by SIGTERM/SIGINT) ends it at a
+A Kafka error, a producer queue that stayed full, or one of the work's ``retriable`` errors in
+steps 2–6 aborts the open transaction, rewinds the consumer to the committed offsets and retries
+after an exponential backoff; a fatal error (this producer was fenced) ends the loop. ``stop`` (set by SIGTERM/SIGINT) ends it at a
 cycle's boundary: the last commit is awaited (or aborted), then the clients close.
 """
 
@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from ridestream.kafka import transactions
 from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
+from ridestream.kafka.exceptions import QueueFullError
 from ridestream.runtime import settle_for_streaming
 from ridestream.settings import KafkaConfigValue, Settings
 
@@ -214,7 +215,8 @@ class ExactlyOnceLoop(Generic[P]):
             consumer, config.batch_max_messages, config.batch_max_wait_s, config.batch_linger_s
         )
         backoff = config.retry_backoff_s
-        retriable: tuple[type[Exception], ...] = (KafkaException, *config.retriable)
+        # A queue that stayed full (the broker away for a while) is retried like a Kafka error.
+        retriable: tuple[type[Exception], ...] = (KafkaException, QueueFullError, *config.retriable)
         while not stop.is_set():
             rebalances = self._rebalances
             messages = batches.next()

@@ -1,9 +1,13 @@
 """A producer with delivery discipline: every message is acknowledged or its failure is raised.
 
-``produce`` then ``poll(0)``; on a full local queue, ``poll`` and retry a bounded number of times;
-the first delivery error is remembered and raised on the next ``produce``/``flush``; ``flush`` on
-close. The asyncio variant resolves one future per message from the delivery report, so a request
-handler can await its own acknowledgement.
+``produce`` then ``poll(0)``; the first delivery error is remembered and raised on the next
+``produce``/``flush``; ``flush`` on close. The asyncio variant resolves one future per message from
+the delivery report, so a request handler can await its own acknowledgement.
+
+A full local queue is met one way everywhere (:class:`QueueFull`, :func:`produce_with_room`): serve
+delivery reports for a while — what frees room — and try again, a bounded number of times, then
+raise :class:`QueueFullError`. The transactional loops use it too (``transactions.py``); the
+asyncio producer waits the same way with ``asyncio.sleep``, never blocking its event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +28,39 @@ logger = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str | bytes | None]]
 DeliveryCallback = Callable[[Any, Message], None]
+
+
+@dataclass(frozen=True)
+class QueueFull:
+    """What to do when the producer's local queue is full: wait ``wait_s`` serving delivery
+    reports, up to ``retries`` times, then give up."""
+
+    retries: int = 20
+    wait_s: float = 0.5
+
+    def exhausted(self) -> QueueFullError:
+        """The error once every wait has passed."""
+        return QueueFullError(
+            f"local queue still full after {self.retries} waits of {self.wait_s}s "
+            "(is the broker reachable?)"
+        )
+
+
+DEFAULT_QUEUE_FULL = QueueFull()
+
+
+def produce_with_room(
+    producer: Producer, send: Callable[[], None], policy: QueueFull = DEFAULT_QUEUE_FULL
+) -> None:
+    """``send()`` (one ``producer.produce``), waiting for room as ``policy`` says."""
+    for attempt in range(policy.retries + 1):
+        try:
+            send()
+            return
+        except BufferError:
+            if attempt == policy.retries:
+                raise policy.exhausted() from None
+            producer.poll(policy.wait_s)  # serving delivery reports is what frees queue space
 
 
 def describe_failure(err: Any, msg: Message) -> DeliveryError:
@@ -51,8 +89,7 @@ class ReliableProducer:
         self._default_callback = (
             self._on_delivery if on_delivery is None else self._chain(on_delivery)
         )
-        self._queue_full_retries = queue_full_retries
-        self._queue_full_wait_s = queue_full_wait_s
+        self.queue_full = QueueFull(queue_full_retries, queue_full_wait_s)
         self._first_error: DeliveryError | None = None
         self.delivered = 0
         self.failed = 0
@@ -84,21 +121,16 @@ class ReliableProducer:
         """Queue one message; raises an earlier delivery failure or a persistently full queue."""
         self.raise_delivery_error()
         callback = self._default_callback if on_delivery is None else self._chain(on_delivery)
-        for attempt in range(self._queue_full_retries + 1):
-            try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=callback)
-                break
-            except BufferError:
-                if attempt == self._queue_full_retries:
-                    raise QueueFullError(
-                        f"local queue still full after {attempt} waits of "
-                        f"{self._queue_full_wait_s}s (is the broker reachable?)"
-                    ) from None
-                # Serving delivery reports is what frees queue space.
-                self._producer.poll(self._queue_full_wait_s)
-            except KafkaException as exc:
-                raise KafkaOperationError(f"produce to {topic} failed", exc.args[0]) from exc
-        self._producer.poll(0)
+        producer = self._producer
+        try:
+            produce_with_room(
+                producer,
+                lambda: producer.produce(topic, value, key, headers=headers, on_delivery=callback),
+                self.queue_full,
+            )
+        except KafkaException as exc:
+            raise KafkaOperationError(f"produce to {topic} failed", exc.args[0]) from exc
+        producer.poll(0)
 
     def produce_many(self, topic: str, values: list[bytes], keys: list[str]) -> None:
         """Queue a batch of messages, serving delivery reports as the queue fills."""
@@ -108,7 +140,7 @@ class ReliableProducer:
             try:
                 produce(topic, value, key, on_delivery=callback)
             except BufferError:
-                self.produce(topic, value, key)  # the bounded wait-and-retry path
+                self.produce(topic, value, key)  # the queue-full policy's path
             except KafkaException as exc:
                 raise KafkaOperationError(f"produce to {topic} failed", exc.args[0]) from exc
             if i % 1000 == 999:
@@ -180,8 +212,7 @@ class AsyncProducer:
         queue_full_wait_s: float = 0.5,
     ) -> None:
         self._producer = ReliableProducer(config, queue_full_retries=0, remember_errors=False)
-        self._queue_full_retries = queue_full_retries
-        self._queue_full_wait_s = queue_full_wait_s
+        self.queue_full = QueueFull(queue_full_retries, queue_full_wait_s)
         self._closing = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
         self._poller.start()
@@ -216,14 +247,15 @@ class AsyncProducer:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(settle, err, msg)
 
-        for attempt in range(self._queue_full_retries + 1):
+        policy = self.queue_full
+        for attempt in range(policy.retries + 1):
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 break
-            except QueueFullError:
-                if attempt == self._queue_full_retries:
-                    raise
-                await asyncio.sleep(self._queue_full_wait_s)
+            except QueueFullError:  # the policy's wait, without blocking the event loop
+                if attempt == policy.retries:
+                    raise policy.exhausted() from None
+                await asyncio.sleep(policy.wait_s)
         return await delivered
 
     def close(self, timeout_s: float = 30.0) -> None:

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from ridestream.exceptions import RidestreamError
 from ridestream.kafka import dlq
 from ridestream.kafka.clients import producer_config, rewind_to_committed
+from ridestream.kafka.producer import produce_with_room
 from ridestream.settings import KafkaConfigValue, Settings
 
 logger = logging.getLogger(__name__)
@@ -41,16 +42,14 @@ def produce(
     headers: Headers | None = None,
     on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
 ) -> None:
-    """Produce into the open transaction, waiting for room when the local queue is full (it
-    drains as the broker acknowledges; a failed delivery fails the commit)."""
-    while True:
-        try:
-            producer.produce(
-                topic, value, key, headers=list(headers or ()), on_delivery=on_delivery
-            )
-            return
-        except BufferError:
-            producer.poll(0.1)
+    """Produce into the open transaction, waiting for room when the local queue is full (the
+    queue-full policy of ``producer.py``; a failed delivery fails the commit)."""
+    produce_with_room(
+        producer,
+        lambda: producer.produce(
+            topic, value, key, headers=list(headers or ()), on_delivery=on_delivery
+        ),
+    )
 
 
 def produce_all(
@@ -65,7 +64,7 @@ def produce_all(
     for value, key in zip(values, keys, strict=True):
         try:
             send(topic, value, key)
-        except BufferError:  # the local queue is full: wait for room, as produce() does
+        except BufferError:  # the local queue is full: the queue-full policy's path
             produce(producer, topic, value, key)
 
 
