@@ -39,7 +39,8 @@ from ridestream.contracts.events import RideStarted
 from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.contracts.validation import find_problems
-from ridestream.kafka.local import LocalKafka, java_executable
+from ridestream.kafka.distribution import java_executable
+from ridestream.kafka.local import LocalKafka
 from ridestream.ml.tlc import load_month, month_file
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.serde.columnar_encode import ColumnarEncoder

@@ -21,7 +21,8 @@ import numpy as np
 from sklearn.model_selection import KFold
 from tqdm import tqdm
 
-from ridestream.ml.features import CATEGORICAL, DistancePrior, select
+from ridestream.ml.distance_prior import DistancePrior
+from ridestream.ml.features import CATEGORICAL, select
 from ridestream.ml.models import SCALE_FLOOR, LoadedModel, compose
 from training.data import Split
 from training.specs import TargetSpec

@@ -29,12 +29,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from ridestream.exceptions import ConfigurationError
+from ridestream.ml.distance_prior import DistancePrior
 from ridestream.ml.features import (
     CATEGORICAL,
     FEATURE_SET,
     PRIOR_FEATURES,
     TREND_FEATURES,
-    DistancePrior,
     select,
 )
 from ridestream.ml.models import PRIOR_ARTIFACT, SCALE_ARTIFACT, compose, load_version

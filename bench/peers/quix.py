@@ -21,9 +21,9 @@ import pandas as pd
 
 from bench.peers.ride_features import ride_features, tables_from_payload
 from ridestream.contracts.schemas import PREDICTION
+from ridestream.ml.distance_prior import DistancePrior
 from ridestream.ml.features import (
     FEATURES,
-    DistancePrior,
     build_features,
     holiday_dates,
     zone_tables,

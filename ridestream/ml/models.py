@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ridestream.exceptions import RidestreamError
-from ridestream.ml.features import FEATURES, PRIOR_FEATURES, DistancePrior, select
+from ridestream.ml.distance_prior import DistancePrior
+from ridestream.ml.features import FEATURES, PRIOR_FEATURES, select
 from ridestream.ml.registry import CHAMPION, alias_version
 from ridestream.ml.single_row import SingleRowPredictor
 from ridestream.settings import ModelSettings

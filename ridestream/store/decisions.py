@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ from ridestream.ml.registry import MODEL_NAMES
 from ridestream.store.outbox import Outbox
 from ridestream.store.records import StoredPrediction, model_ref
 from ridestream.store.reports import Reports
+from ridestream.store.sql import CompiledStatements
 from ridestream.store.tables import (
     DECIDED,
     LABELLED,
@@ -69,23 +68,6 @@ from ridestream.store.tables import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class _Compiled:
-    """A statement as the driver takes it, and the order of its parameters (None: by name)."""
-
-    sql: str
-    positions: tuple[str, ...] | None
-
-    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        if self.positions is None:
-            return [dict(row) for row in rows]
-        if len(self.positions) == 1:
-            (name,) = self.positions
-            return [(row[name],) for row in rows]
-        values = itemgetter(*self.positions)
-        return [values(row) for row in rows]
-
-
 class DecisionStore(Outbox, Reports):
     """The store behind one SQLAlchemy engine; cheap to share within a process."""
 
@@ -98,7 +80,7 @@ class DecisionStore(Outbox, Reports):
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+        self._statements = CompiledStatements(self.engine.dialect)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
@@ -147,43 +129,19 @@ class DecisionStore(Outbox, Reports):
     def _insert_ignore(self, table: Table) -> Any:
         return self._insert(table).on_conflict_do_nothing()
 
-    def _executemany(
-        self,
-        conn: Connection,
-        key: str,
-        build: Callable[[], Any],
-        rows: Sequence[Mapping[str, Any]],
-    ) -> int:
-        """Run the statement ``build()`` makes once for every row, straight through the driver;
-        returns the rows it changed.
-
-        SQLAlchemy's executemany prepares every row's parameters in Python (~5 µs a row, more than
-        SQLite's own insert): the hot writes are compiled once for the dialect instead, and the
-        rows handed to the driver as they are (values are plain Python: str, int, float, bool).
-        """
-        names = tuple(rows[0])
-        compiled = self._compiled.get((key, names))
-        if compiled is None:
-            statement = build()
-            # An INSERT takes its columns from the rows; other statements name their parameters.
-            keys = list(names) if statement.is_insert else None
-            sql = statement.compile(dialect=self.engine.dialect, column_keys=keys)
-            compiled = self._compiled[key, names] = _Compiled(
-                sql.string, tuple(sql.positiontup or ()) if sql.positional else None
-            )
-        return conn.exec_driver_sql(compiled.sql, compiled.parameters(rows)).rowcount
-
     def add_predictions(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Store predictions; one already stored (same ride, target, model version) is kept."""
         if rows:
-            self._executemany(
+            self._statements.executemany(
                 conn, "add_predictions", lambda: self._insert_ignore(predictions), rows
             )
 
     def add_actuals(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Store ground truth; the first completion of a ride wins."""
         if rows:
-            self._executemany(conn, "add_actuals", lambda: self._insert_ignore(actuals), rows)
+            self._statements.executemany(
+                conn, "add_actuals", lambda: self._insert_ignore(actuals), rows
+            )
 
     def open_joins(self, conn: Connection, seen: dict[str, tuple[int, int]], at_ms: int) -> None:
         """Start the join of rides whose first champion prediction just arrived.
@@ -191,7 +149,7 @@ class DecisionStore(Outbox, Reports):
         ``seen`` maps ride_id → (partition, source event time ms); rides already known are kept.
         """
         if seen:
-            self._executemany(
+            self._statements.executemany(
                 conn,
                 "open_joins",
                 lambda: self._insert_ignore(rides),
@@ -236,7 +194,7 @@ class DecisionStore(Outbox, Reports):
                     "decided_at_ms": to_ms(d.decided_at),
                 }
             )
-        return self._executemany(conn, "record_decisions", _decide_pending, rows)
+        return self._statements.executemany(conn, "record_decisions", _decide_pending, rows)
 
     def evaluate(self, conn: Connection, ride_ids: Sequence[str], at_ms: int) -> int:
         """Record the error of every stored prediction of these rides whose ground truth obeys the

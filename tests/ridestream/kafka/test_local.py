@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ridestream.kafka.distribution import check_java, parse_java_major
 from ridestream.kafka.exceptions import BrokerError
-from ridestream.kafka.local import LocalKafka, check_java, new_cluster_id, parse_java_major
+from ridestream.kafka.local import LocalKafka, new_cluster_id
 from tests.conftest import local_kafka_settings
 
 
