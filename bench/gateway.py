@@ -46,7 +46,8 @@ import pandas as pd
 
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, write_results
 from bench.harness import cpu_seconds, tree
-from gateway.app import EXAMPLE_RIDE, RideRequest, predict_duration
+from gateway.predictions import predict_duration
+from gateway.schemas import EXAMPLE_RIDE, RideRequest
 from ridestream.ml.features import FEATURES, RIDE_COLUMNS, build_features
 from ridestream.ml.models import AliasedModel
 from ridestream.ml.registry import CHAMPION, MODEL_NAMES

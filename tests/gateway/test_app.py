@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from gateway.app import EXAMPLE_RIDE, create_app
+from gateway.app import create_app
+from gateway.schemas import EXAMPLE_RIDE
 from ridestream.ml.features import RIDE_COLUMNS, build_features
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES, alias_version, make_challenger
 from ridestream.ml.tracking import mlflow_client

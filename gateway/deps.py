@@ -1,0 +1,51 @@
+"""The routes' typed dependencies: the shared gateway state, the API key, a ride that exists.
+
+Every dependency is ``async``: FastAPI runs plain functions in its thread pool, a hop a request
+cannot afford for a lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from gateway.state import Gateway
+
+
+async def get_gateway(request: Request) -> Gateway:
+    """The state the app's lifespan made."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+async def api_key_accepted(
+    gateway: GatewayDep, x_api_key: Annotated[str | None, Header()] = None
+) -> bool:
+    """Whether the request may be enhanced: no key is configured, or it carries that key."""
+    expected = gateway.settings.gateway.api_key
+    if expected is None:
+        return True
+    return x_api_key is not None and secrets.compare_digest(x_api_key, expected.get_secret_value())
+
+
+ApiKeyAccepted = Annotated[bool, Depends(api_key_accepted)]
+
+
+async def known_ride(ride_id: str, gateway: GatewayDep) -> str:
+    """The ride id of a ride the gateway or the store knows; 404 otherwise (before an event
+    stream, and its 200, begins)."""
+    if (
+        ride_id not in gateway.opted_in
+        and await asyncio.to_thread(gateway.store.ride, ride_id) is None
+    ):
+        raise HTTPException(404, f"no ride {ride_id!r}: never opted in, or forgotten")
+    return ride_id
+
+
+KnownRide = Annotated[str, Depends(known_ride)]
