@@ -1,67 +1,46 @@
-"""One typed settings object, read from the environment (prefix ``RIDESTREAM_``) in one place.
-
-Nested groups use ``__``: ``RIDESTREAM_TOPICS__PREFIX=tenant-a.``,
-``RIDESTREAM_LOCAL_KAFKA__PORT=19092``. librdkafka options pass through unchanged, under their own
-names, as a JSON object: ``RIDESTREAM_KAFKA_CONFIG='{"security.protocol": "SASL_SSL",
-"sasl.mechanism": "PLAIN", "sasl.username": "...", "sasl.password": "..."}'``.
-"""
+"""The groups of settings (``RIDESTREAM_<GROUP>__<FIELD>``); a string under a field is its
+description, read by the configuration reference (docs/configuration.md)."""
 
 from __future__ import annotations
 
-from functools import cache
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 KafkaConfigValue = str | int | float | bool
 
-# Option names whose values must never reach a log line or an error message.
-_SECRET_MARKERS = (
-    "password",
-    "secret",
-    "token",
-    "key.pem",
-    "sasl.jaas.config",
-    "sasl.oauthbearer.config",
-    "basic.auth.user.info",
-)
 
+class Section(BaseModel):
+    """A group of settings; a string under a field is its description (the reference page)."""
 
-def redact(config: dict[str, KafkaConfigValue]) -> dict[str, KafkaConfigValue]:
-    """Return a copy of a client config that is safe to log: secret-looking values masked."""
-    return {
-        key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
-        for key, value in config.items()
-    }
-
-
-def redact_url(url: str | None) -> str | None:
-    """A URL without the credentials it may carry (``scheme://user:pw@host`` → ``scheme://***@host``)."""
-    if url is None or "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
 
 def _xdg(var: str, fallback: str) -> Path:
-    import os
-
     return Path(os.environ.get(var) or Path.home() / fallback) / "ridestream"
 
 
-class TopicSettings(BaseModel):
+class TopicSettings(Section):
     """Topic names (with a common prefix for multi-tenant clusters) and how to create them."""
 
     prefix: str = ""
+    """Prefix of every topic name (shared clusters)."""
     started: str = "rides.started"
+    """RideStarted events: the backend's and the gateway's rides."""
     completed: str = "rides.completed"
+    """RideCompleted events: the ground truth."""
     predictions: str = "rides.predictions"
+    """Every model's predictions."""
     decisions: str = "rides.decisions"
+    """The decision service's decisions."""
     dlq: str = "rides.dlq"
+    """Dead letters: what could not be processed, with why."""
     partitions: int = Field(default=6, ge=1)
+    """Partitions of the topics `ridestream topics create` makes."""
     replication_factor: int = Field(default=1, ge=1)
+    """Replication factor of the topics it makes."""
 
     def names(self) -> dict[str, str]:
         """Role → full topic name, prefix applied."""
@@ -73,24 +52,34 @@ class TopicSettings(BaseModel):
         return self.names()[role]
 
 
-class LocalKafkaSettings(BaseModel):
+class LocalKafkaSettings(Section):
     """The single-node KRaft broker that ``ridestream kafka start`` runs from Maven Central jars."""
 
     version: str = "4.2.1"
+    """Kafka version fetched from Maven Central."""
     host: Literal["127.0.0.1"] = "127.0.0.1"
+    """The local broker listens on loopback only."""
     port: int = Field(default=9092, ge=1, le=65535)
+    """The local broker's client listener."""
     controller_port: int = Field(default=9093, ge=1, le=65535)
+    """The local broker's KRaft controller listener."""
     home: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "kafka")
+    """The local broker's configuration, data and logs."""
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "kafka")
+    """Kafka's jars, fetched once."""
     heap: str = "768m"
+    """The local broker's JVM heap."""
     start_timeout_s: float = Field(default=90.0, gt=0)
+    """How long `kafka start` waits for the broker to answer."""
     stop_timeout_s: float = Field(default=30.0, gt=0)
+    """How long `kafka stop` waits for a clean shutdown."""
 
 
-class PredictorSettings(BaseModel):
+class PredictorSettings(Section):
     """The per-target predictor loop."""
 
     batch_max_messages: int = Field(default=1000, ge=1)
+    """The largest batch (and, full, the sign of a backlog)."""
     batch_max_wait_s: float = Field(
         default=0.1, gt=0, le=1.0, description="At most 1 s: signals are served between polls."
     )
@@ -110,8 +99,11 @@ class PredictorSettings(BaseModel):
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
     metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in
+    """Where /metrics listens (0.0.0.0 only deliberately)."""
     retry_backoff_s: float = Field(default=0.5, gt=0)
+    """The first wait after a failed batch; doubles per failure."""
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
+    """The longest wait between retries."""
     transaction_timeout_ms: int = Field(
         default=15_000,
         ge=1000,
@@ -122,6 +114,7 @@ class PredictorSettings(BaseModel):
         description="Stable per replica (e.g. an ordinal) so a restart fences its predecessor at once.",
     )
     statistics_interval_ms: int = Field(default=5000, ge=0)
+    """librdkafka statistics (consumer lag) for /metrics; 0 = off."""
     shadow: bool = Field(
         default=True,
         description="Also predict with @challenger when it exists (off: champion only, "
@@ -129,21 +122,24 @@ class PredictorSettings(BaseModel):
     )
 
 
-class PolicySettings(BaseModel):
+class PolicySettings(Section):
     """The decision policy's thresholds (see decision_service/policy.py)."""
 
     price_increment: float = Field(
         default=0.05, gt=0, description="Quotes are rounded to the nearest multiple of this."
     )
     long_ride_minutes: float = Field(default=30.0, gt=0)
+    """A ride at least this long is a long ride."""
     low_tip: float = Field(
         default=1.0, ge=0, description="A long ride expecting a tip below this earns an incentive."
     )
     min_cost_per_minute: float = Field(default=0.3, ge=0)
+    """Below this the cost is flagged for review."""
     max_cost_per_minute: float = Field(default=5.0, gt=0)
+    """Above this the cost is flagged for review."""
 
 
-class EvaluationSettings(BaseModel):
+class EvaluationSettings(Section):
     """Online evaluation of every model version against ground truth."""
 
     window_rides: int = Field(default=1000, ge=1, description="The sliding window, in rides.")
@@ -151,6 +147,7 @@ class EvaluationSettings(BaseModel):
         default=0.05, ge=0, lt=1, description="A challenger's RMSE must be this much lower."
     )
     promote_min_rides: int = Field(default=500, ge=1)
+    """Rides both models predicted before a recommendation."""
     auto_promote: bool = Field(
         default=False, description="Promote a winning challenger through the registry."
     )
@@ -161,7 +158,7 @@ class EvaluationSettings(BaseModel):
     )
 
 
-class DriftSettings(BaseModel):
+class DriftSettings(Section):
     """Feature drift of the live stream against the champion's training profile."""
 
     enabled: bool = Field(default=True, description="Read rides.started to watch feature drift.")
@@ -175,14 +172,19 @@ class DriftSettings(BaseModel):
         "peak",
         "overnight",
     )
+    """Features left out of PSI (by default the clock and the calendar)."""
     window_rides: int = Field(default=5000, ge=100)
+    """Live rides in the PSI window."""
     min_rides: int = Field(default=1000, ge=1, description="No PSI before this many rides.")
     psi_threshold: float = Field(default=0.25, gt=0)
+    """A feature's PSI above this triggers retraining."""
     check_interval_s: float = Field(default=30.0, gt=0)
+    """How often PSI is computed."""
     retrain_cooldown_s: float = Field(default=6 * 3600.0, ge=0)
+    """At most one retraining trigger this often (kept in the store)."""
 
 
-class DecisionSettings(BaseModel):
+class DecisionSettings(Section):
     """The decision service: join window, batching, the store, policy, evaluation, drift."""
 
     store_url: str | None = Field(
@@ -190,23 +192,30 @@ class DecisionSettings(BaseModel):
         description="SQLAlchemy URL (postgresql+psycopg://...); unset = a local SQLite file.",
     )
     home: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state"))
+    """Where the default SQLite store lives."""
     join_window_s: float = Field(
         default=10.0, gt=0, description="Decide on partial predictions this long after the first."
     )
     batch_max_messages: int = Field(default=2000, ge=1)
+    """The largest batch."""
     batch_max_wait_s: float = Field(default=0.1, gt=0, le=1.0)
+    """How long a poll waits when nothing has arrived."""
     batch_linger_s: float = Field(
         default=0.1, ge=0, le=1.0, description="As the predictor's: batches at most this often."
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
     metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in
+    """Where /metrics listens (0.0.0.0 only deliberately)."""
     instance_id: str = Field(
         default="0",
         description="Stable per replica: its transactional id and its in-flight publication.",
     )
     transaction_timeout_ms: int = Field(default=15_000, ge=1000)
+    """Bounds how long a crashed service's open transaction blocks readers."""
     retry_backoff_s: float = Field(default=0.5, gt=0)
+    """The first wait after a failed batch; doubles per failure."""
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
+    """The longest wait between retries."""
     policy: PolicySettings = Field(default_factory=PolicySettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
@@ -217,11 +226,12 @@ class DecisionSettings(BaseModel):
         return self.store_url or f"sqlite:///{self.home / 'decisions.db'}"
 
 
-class GatewaySettings(BaseModel):
+class GatewaySettings(Section):
     """The HTTP gateway: where it listens, its limits, opt-in security and the A/B split."""
 
     host: str = Field(default="127.0.0.1", description="Loopback unless deliberately exposed.")
     port: int = Field(default=8000, ge=0, le=65535)
+    """The gateway's port."""
     max_body_bytes: int = Field(default=16_384, ge=256, description="Larger bodies get 413.")
     api_key: SecretStr | None = Field(
         default=None, description="When set, opted-in requests must carry it in X-API-Key."
@@ -236,6 +246,7 @@ class GatewaySettings(BaseModel):
         default=30.0, gt=0, le=300, description="How long an SSE stream waits for the result."
     )
     events_poll_s: float = Field(default=0.2, gt=0)
+    """How often an SSE stream looks for the result."""
     challenger_share: float = Field(
         default=0.0,
         ge=0,
@@ -243,16 +254,19 @@ class GatewaySettings(BaseModel):
         description="Share of clients (sticky by client id) answered by the simple @challenger.",
     )
     readiness_cache_s: float = Field(default=5.0, ge=0)
+    """How long /readyz reuses its last look at the cluster."""
 
 
-class MlflowSettings(BaseModel):
+class MlflowSettings(Section):
     """Tracking and registry: a local SQLite file and artifact folder unless a server is set."""
 
     tracking_uri: str | None = Field(
         default=None, description="e.g. http://127.0.0.1:5000; unset = the local SQLite store."
     )
     home: Path = Field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "mlflow")
+    """The local store: its SQLite file and artifacts/."""
     experiment: str = "ridestream"
+    """The experiment training runs go to."""
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -265,89 +279,30 @@ class MlflowSettings(BaseModel):
         return self.home / "artifacts"
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Section):
     """How services load models from the registry."""
 
     backend: Literal["booster", "lleaves"] = "booster"
+    """`booster` (native LightGBM) or `lleaves` (compiled; the `compiled` extra)."""
     poll_interval_s: float = Field(default=10.0, gt=0, description="How often aliases are re-read.")
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "models")
+    """Compiled (lleaves) models, keyed by model content."""
 
 
-class KestraSettings(BaseModel):
+class KestraSettings(Section):
     """The Kestra server that orchestrates training (unset URL = no Kestra)."""
 
     url: str | None = None
+    """The Kestra server, e.g. http://127.0.0.1:8080."""
     username: str | None = None
+    """Basic-auth user."""
     password: SecretStr | None = None
+    """Basic-auth password."""
     tenant: str = "main"
+    """The API's tenant (open-source Kestra has only `main`)."""
     namespace: str = "ridestream"
+    """The training flow's namespace."""
     flow_id: str = "train-models"
+    """The training flow's id."""
     timeout_s: float = Field(default=30.0, gt=0)
-
-
-class Settings(BaseSettings):
-    """Everything configurable in ridestream; build it once and hand it to the clients."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="RIDESTREAM_",
-        env_nested_delimiter="__",
-        env_file=".env",
-        extra="ignore",
-    )
-
-    kafka_bootstrap: str | None = Field(
-        default=None,
-        description="bootstrap.servers of an existing cluster; unset = the local broker.",
-    )
-    kafka_config: dict[str, KafkaConfigValue] = Field(
-        default_factory=dict,
-        description="librdkafka options for every client (security.protocol, sasl.*, ssl.*).",
-    )
-    producer_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
-    consumer_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
-    delivery_timeout_ms: int = Field(
-        default=30_000,
-        ge=1,
-        description="How long a produced message may wait for its acknowledgement (message.timeout.ms).",
-    )
-    queue_full_retries: int = Field(default=20, ge=0)
-    topics: TopicSettings = Field(default_factory=TopicSettings)
-    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
-    models: ModelSettings = Field(default_factory=ModelSettings)
-    predictor: PredictorSettings = Field(default_factory=PredictorSettings)
-    decisions: DecisionSettings = Field(default_factory=DecisionSettings)
-    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    kestra: KestraSettings = Field(default_factory=KestraSettings)
-    local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
-    schema_registry_url: str | None = Field(
-        default=None,
-        description="Confluent-compatible Schema Registry; set = Confluent wire framing.",
-    )
-    schema_registry_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
-    schemas_dir: Path | None = Field(default=None, description="Where the .avsc files live.")
-    log_level: str = "INFO"
-
-    @field_validator("kafka_config", "producer_config", "consumer_config")
-    @classmethod
-    def _no_bootstrap_inside(
-        cls, value: dict[str, KafkaConfigValue]
-    ) -> dict[str, KafkaConfigValue]:
-        if "bootstrap.servers" in value:
-            raise ValueError("set bootstrap.servers through RIDESTREAM_KAFKA_BOOTSTRAP")
-        return value
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """The cluster to talk to: the configured one, else the local broker's listener."""
-        return self.kafka_bootstrap or f"{self.local_kafka.host}:{self.local_kafka.port}"
-
-    @property
-    def uses_local_kafka(self) -> bool:
-        """True when no external cluster is configured."""
-        return self.kafka_bootstrap is None
-
-
-@cache
-def get_settings() -> Settings:
-    """The process-wide settings, read from the environment once."""
-    return Settings()
+    """HTTP timeout of each request."""
