@@ -33,12 +33,13 @@ demo: setup ## Run the system on its embedded defaults: Kafka, topics, a replay,
 test: setup ## Run the whole test suite against a real Kafka broker
 	$(BIN)/pytest
 
-bench: setup ## Run the benchmarks; results land in bench/results/
+bench: setup ## Run the benchmarks; results in bench/results/, the page in docs/benchmarks.md
 	$(BIN)/python -m bench.predict
 	$(BIN)/python -m bench.publish
 	$(BIN)/python -m bench.stream
 	$(BIN)/python -m bench.decisions
 	$(BIN)/python -m bench.gateway
+	$(BIN)/python -m bench.report
 
 lint: setup ## ruff (lint + format check), mypy and the import layers
 	$(BIN)/ruff check .

@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from ridestream.contracts.ids import random_uuids
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.local import LocalKafka
 from ridestream.kafka.topics import create_project_topics, create_topics, delete_topics
@@ -95,3 +99,16 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
+
+
+def started_columns(part: pd.DataFrame, event_time_ms: int) -> dict[str, Any]:
+    """The RideStarted columns of a frame of rides, as the publisher's batch path fills them."""
+    n = len(part)
+    columns: dict[str, Any] = {name: part[name] for name in part.columns}
+    columns.update(
+        event_id=random_uuids(n),
+        event_time=np.full(n, event_time_ms),
+        source=["backend"] * n,
+        enhanced=[False] * n,
+    )
+    return columns

@@ -31,12 +31,12 @@ from bench.common import (
     machine,
     median_run,
     percentile,
+    started_columns,
     write_results,
 )
 from producers.publisher import RidePublisher
 from producers.replay import STARTED_FIELDS
 from ridestream.contracts.events import RideStarted
-from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.contracts.validation import find_problems
 from ridestream.kafka.distribution import java_executable
@@ -176,15 +176,7 @@ def stage_costs(frame: pd.DataFrame, chunk: int) -> dict[str, dict[str, float]]:
     begin = time.perf_counter()
     for start in range(0, len(sample), chunk):
         part = sample.iloc[start : start + chunk]
-        n = len(part)
-        columns: dict[str, Any] = {name: part[name] for name in part.columns}
-        columns.update(
-            event_id=random_uuids(n),
-            event_time=np.full(n, 0),
-            source=["backend"] * n,
-            enhanced=[False] * n,
-        )
-        encoder.encode(columns, n)
+        encoder.encode(started_columns(part, 0), len(part))
     encode = time.perf_counter() - begin
     batch = {"validate_us": round(validate * per, 2), "encode_us": round(encode * per, 2)}
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from confluent_kafka import Message
 
+from bench.common import started_columns
 from bench.harness import (
     ensure_champions,
 )
 from consumers.predictor import Predictor
-from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.ml.features import build_features
 from ridestream.ml.models import AliasedModel
@@ -44,15 +43,7 @@ def encoded_rides(rides: pd.DataFrame, chunk: int = 10_000) -> tuple[list[bytes]
     now_ms = int(time.time() * 1000)
     for start in range(0, len(rides), chunk):
         part = rides.iloc[start : start + chunk]
-        n = len(part)
-        columns: dict[str, Any] = {name: part[name] for name in part.columns}
-        columns.update(
-            event_id=random_uuids(n),
-            event_time=np.full(n, now_ms),
-            source=["backend"] * n,
-            enhanced=[False] * n,
-        )
-        payloads += encoder.encode(columns, n)
+        payloads += encoder.encode(started_columns(part, now_ms), len(part))
     return payloads, rides["ride_id"].tolist()
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry
 
-from ridestream.observability import BATCH_BUCKETS, LATENCY_BUCKETS
+from ridestream.observability import BATCH_BUCKETS, LATENCY_BUCKETS, MetricFactory
 
 
 class PredictorMetrics:
@@ -16,76 +16,56 @@ class PredictorMetrics:
     def __init__(self, target: str, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.target = target
-        registry = self.registry
-        self.consumed = Counter(
-            "ridestream_events_consumed_total",
-            "RideStarted messages consumed",
-            ["target"],
-            registry=registry,
+        metric = MetricFactory(self.registry)
+        self.consumed = metric.counter(
+            "ridestream_events_consumed_total", "RideStarted messages consumed", "target"
         )
-        self.predictions = Counter(
+        self.predictions = metric.counter(
             "ridestream_predictions_total",
             "Predictions produced",
-            ["target", "role", "model_version"],
-            registry=registry,
+            "target",
+            "role",
+            "model_version",
         )
-        self.dead_letters = Counter(
-            "ridestream_dead_letters_total",
-            "Messages sent to the DLQ",
-            ["target", "reason"],
-            registry=registry,
+        self.dead_letters = metric.counter(
+            "ridestream_dead_letters_total", "Messages sent to the DLQ", "target", "reason"
         )
-        self.batch_size = Histogram(
-            "ridestream_batch_size",
-            "Messages per batch",
-            ["target"],
-            buckets=BATCH_BUCKETS,
-            registry=registry,
+        self.batch_size = metric.histogram(
+            "ridestream_batch_size", "Messages per batch", "target", buckets=BATCH_BUCKETS
         )
-        self.predict_seconds = Histogram(
+        self.predict_seconds = metric.histogram(
             "ridestream_predict_seconds",
             "Model time per batch",
-            ["target", "role"],
+            "target",
+            "role",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.latency = Histogram(
+        self.latency = metric.histogram(
             "ridestream_event_to_prediction_seconds",
             "From the RideStarted event time to the committed prediction",
-            ["target"],
+            "target",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.commit_seconds = Histogram(
+        self.commit_seconds = metric.histogram(
             "ridestream_transaction_commit_seconds",
             "Kafka transaction commit time",
-            ["target"],
+            "target",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.transaction_batches = Histogram(
+        self.transaction_batches = metric.histogram(
             "ridestream_transaction_batches",
             "Batches per committed transaction (above 1: batches were ready before the previous "
             "transaction had committed)",
-            ["target"],
+            "target",
             buckets=(1, 2, 3, 4, 6, 8, 12, 16),
-            registry=registry,
         )
-        self.aborts = Counter(
-            "ridestream_transaction_aborts_total",
-            "Aborted transactions",
-            ["target", "reason"],
-            registry=registry,
+        self.aborts = metric.counter(
+            "ridestream_transaction_aborts_total", "Aborted transactions", "target", "reason"
         )
-        self.lag = Gauge(
-            "ridestream_consumer_lag",
-            "Consumer lag per partition",
-            ["target", "topic", "partition"],
-            registry=registry,
+        self.lag = metric.gauge(
+            "ridestream_consumer_lag", "Consumer lag per partition", "target", "topic", "partition"
         )
-        self.model = Info(
-            "ridestream_model", "Model versions in use", ["target", "role"], registry=registry
-        )
+        self.model = metric.info("ridestream_model", "Model versions in use", "target", "role")
 
     def model_in_use(self, role: str, name: str, version: str) -> None:
         """Record which model version serves a role."""

@@ -125,13 +125,8 @@ class Predictor:
         self.loop: ExactlyOnceLoop[PreparedBatch] = ExactlyOnceLoop(
             settings,
             self,
-            LoopConfig(
-                batch_max_messages=config.batch_max_messages,
-                batch_max_wait_s=config.batch_max_wait_s,
-                batch_linger_s=config.batch_linger_s,
-                retry_backoff_s=config.retry_backoff_s,
-                retry_backoff_max_s=config.retry_backoff_max_s,
-                transaction_timeout_ms=config.transaction_timeout_ms,
+            LoopConfig.of(
+                config,
                 transaction_max_batches=config.transaction_max_batches,
                 overlap=True,
                 retriable=(SchemaRegistryUnavailableError,),

@@ -76,14 +76,10 @@ def print_report(result: dict[str, Any]) -> None:
                 f"{row['role']:<10} {scope:<7} {row['count']:>7} {row['mae']:>8.3f} "
                 f"{row['rmse']:>8.3f}"
             )
+    from decision_service.evaluation import comparison_text
+
     for comparison in result["comparisons"]:
-        verdict = "promote" if comparison["recommend"] else "keep the champion"
-        typer.echo(
-            f"{comparison['model_name']} challenger v{comparison['challenger_version']} vs "
-            f"champion v{comparison['champion_version']} on {comparison['rides']} rides"
-            f"{'' if comparison['paired'] else ' each (A/B, unpaired)'}: RMSE "
-            f"{comparison['challenger_rmse']:.3f} vs {comparison['champion_rmse']:.3f} → {verdict}"
-        )
+        typer.echo(comparison_text(comparison))
     counts = result["counts"]
     typer.echo(
         f"decisions {counts['decisions']} (partial {counts['partial_decisions']}), pending "

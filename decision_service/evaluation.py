@@ -319,3 +319,14 @@ def plot_errors(store: DecisionStore, path: Path, rolling: int = 200) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def comparison_text(comparison: dict[str, Any]) -> str:
+    """One line of a report: a challenger against its champion, and the advice."""
+    c = comparison
+    verdict = "promote" if c["recommend"] else "keep the champion"
+    return (
+        f"{c['model_name']} challenger v{c['challenger_version']} vs champion "
+        f"v{c['champion_version']}: RMSE {c['challenger_rmse']:.3f} vs {c['champion_rmse']:.3f} "
+        f"on {c['rides']} rides{'' if c['paired'] else ' each (A/B, unpaired)'} → {verdict}"
+    )

@@ -132,13 +132,8 @@ class DecisionService:
         self.loop: ExactlyOnceLoop[DecidedBatch] = ExactlyOnceLoop(
             settings,
             self,
-            LoopConfig(
-                batch_max_messages=config.batch_max_messages,
-                batch_max_wait_s=config.batch_max_wait_s,
-                batch_linger_s=config.batch_linger_s,
-                retry_backoff_s=config.retry_backoff_s,
-                retry_backoff_max_s=config.retry_backoff_max_s,
-                transaction_timeout_ms=config.transaction_timeout_ms,
+            LoopConfig.of(
+                config,
                 # The outbox holds one claim per instance: a batch is published and settled
                 # before the next one claims.
                 overlap=False,

@@ -4,42 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry
+
+from ridestream.observability import MetricFactory
 
 
 class GatewayMetrics:
     """What the gateway exports: requests by route and status, latency, answers per model."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry = registry or CollectorRegistry()
-        self.requests = Counter(
-            "ridestream_gateway_requests_total",
-            "HTTP requests",
-            ["route", "method", "status"],
-            registry=registry,
+        self.registry = registry or CollectorRegistry()
+        metric = MetricFactory(self.registry)
+        self.requests = metric.counter(
+            "ridestream_gateway_requests_total", "HTTP requests", "route", "method", "status"
         )
-        self.latency = Histogram(
+        self.latency = metric.histogram(
             "ridestream_gateway_request_seconds",
             "HTTP request latency",
-            ["route", "method"],
+            "route",
+            "method",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=registry,
         )
-        self.predictions = Counter(
+        self.predictions = metric.counter(
             "ridestream_gateway_predictions_total",
             "Synchronous answers, per simple-model version",
-            ["role", "model_version"],
-            registry=registry,
+            "role",
+            "model_version",
         )
-        self.enhanced = Counter(
-            "ridestream_gateway_enhanced_total",
-            "Opted-in requests by outcome",
-            ["status"],  # pending | unavailable
-            registry=registry,
+        self.enhanced = metric.counter(
+            "ridestream_gateway_enhanced_total", "Opted-in requests by outcome", "status"
         )
-        self.model = Info(
-            "ridestream_gateway_model", "Simple-model versions in use", ["role"], registry=registry
-        )
+        self.model = metric.info("ridestream_gateway_model", "Simple-model versions in use", "role")
 
     def model_in_use(self, champion: Any, challenger: Any) -> None:
         """Record the versions serving (``LoadedModel`` or None)."""

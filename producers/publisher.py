@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,12 @@ from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import PREDICTION, RIDE_COMPLETED, RIDE_STARTED
 from ridestream.contracts.validation import find_problems
 from ridestream.kafka.clients import producer_config
-from ridestream.kafka.producer import AsyncProducer, DeliveryCallback, ReliableProducer
+from ridestream.kafka.producer import (
+    AsyncProducer,
+    ClosesOnExit,
+    DeliveryCallback,
+    ReliableProducer,
+)
 from ridestream.serde.codecs import Serde, SingleObjectSerde, make_serde
 from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.settings import Settings
@@ -97,7 +101,7 @@ class _Encoders:
         return topic, self.completed.encode(event.to_record(), topic), event.ride_id
 
 
-class RidePublisher:
+class RidePublisher(ClosesOnExit):
     """Synchronous publisher: ``publish_*`` queue, ``flush``/``close`` wait for acknowledgements."""
 
     def __init__(
@@ -168,23 +172,6 @@ class RidePublisher:
     def close(self) -> None:
         """Flush and release the producer."""
         self.flush()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:  # keep the original error; still try to deliver what was queued
-            self.close()
-        except Exception:
-            logger.exception("flush while unwinding from %s failed", exc_type.__name__)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +40,32 @@ def serve(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> No
     if port:
         start_http_server(port, addr=host, registry=registry)
         logger.info("metrics on http://%s:%d/metrics", host, port)
+
+
+class MetricFactory:
+    """A service's metrics on its own registry, one line each: name, help, label names."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        """A counter with these label names."""
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        """A gauge with these label names."""
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        *labels: str,
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        """A histogram with these label names (latency buckets unless told)."""
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+
+    def info(self, name: str, documentation: str, *labels: str) -> Info:
+        """An info metric with these label names."""
+        return Info(name, documentation, labels, registry=self.registry)

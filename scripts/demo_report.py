@@ -15,6 +15,7 @@ import numpy as np
 from confluent_kafka import Consumer
 from sqlalchemy import func, select
 
+from decision_service.evaluation import comparison_text
 from decision_service.evaluation import report as evaluation_report
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.ml.scoring import MAX_MINUTES, MIN_MINUTES
@@ -132,13 +133,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{row['count']} | {row['mae']:.3f} | {row['rmse']:.3f} | {tail} |"
         )
     lines.append("")
-    for c in evaluation["comparisons"]:
-        verdict = "promote" if c["recommend"] else "keep the champion"
-        lines.append(
-            f"- {c['model_name']} challenger v{c['challenger_version']} vs champion "
-            f"v{c['champion_version']}: RMSE {c['challenger_rmse']:.3f} vs {c['champion_rmse']:.3f} "
-            f"on {c['rides']} rides{'' if c['paired'] else ' each (A/B)'} → {verdict}"
-        )
+    lines += [f"- {comparison_text(c)}" for c in evaluation["comparisons"]]
     lines += ["", f"Plot: {evaluation['plot']}", ""]
     return "\n".join(lines)
 

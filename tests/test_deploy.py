@@ -11,6 +11,7 @@ import yaml
 from consumers.metrics import PredictorMetrics
 from decision_service.metrics import DecisionMetrics
 from gateway.metrics import GatewayMetrics
+from ridestream.contracts.events import TARGETS
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -48,4 +49,5 @@ def test_prometheus_scrapes_every_service_on_loopback() -> None:
         t for job in jobs.values() for group in job["static_configs"] for t in group["targets"]
     ]
     assert all(t.startswith("127.0.0.1:") for t in targets)
-    assert len(targets) == 5
+    # A predictor per target, the decision service and the gateway, each on its own port.
+    assert len(targets) == len(set(targets)) == len(TARGETS) + 2

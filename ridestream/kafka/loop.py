@@ -42,7 +42,7 @@ from ridestream.kafka import transactions
 from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
 from ridestream.kafka.exceptions import QueueFullError
 from ridestream.runtime import settle_for_streaming
-from ridestream.settings import KafkaConfigValue, Settings
+from ridestream.settings import DecisionSettings, KafkaConfigValue, PredictorSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,20 @@ class LoopConfig:
     retriable: tuple[type[Exception], ...] = ()  # the work's errors that a retry can cure
     consumer_overrides: dict[str, KafkaConfigValue] = field(default_factory=dict)
     stats_cb: Callable[[str], None] | None = None
+
+    @classmethod
+    def of(cls, section: PredictorSettings | DecisionSettings, **options: Any) -> LoopConfig:
+        """A service's loop: batching, retries and the transaction timeout from its settings
+        section (the fields of the same names), the rest from ``options``."""
+        return cls(
+            batch_max_messages=section.batch_max_messages,
+            batch_max_wait_s=section.batch_max_wait_s,
+            batch_linger_s=section.batch_linger_s,
+            retry_backoff_s=section.retry_backoff_s,
+            retry_backoff_max_s=section.retry_backoff_max_s,
+            transaction_timeout_ms=section.transaction_timeout_ms,
+            **options,
+        )
 
 
 @dataclass

@@ -70,7 +70,33 @@ def describe_failure(err: Any, msg: Message) -> DeliveryError:
     return DeliveryError(f"delivery to {msg.topic()} failed (key={key_text!r})", err)
 
 
-class ReliableProducer:
+class ClosesOnExit:
+    """``with`` closes (flushes) the producer; leaving on an error, a failing close is logged
+    instead of masking the error."""
+
+    def close(self) -> None:
+        """Flush what is queued and release the producer."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # keep the original error; still try to deliver what was queued
+            self.close()
+        except Exception:
+            logger.exception("flush while unwinding from %s failed", exc_type.__name__)
+
+
+class ReliableProducer(ClosesOnExit):
     """confluent_kafka.Producer that never loses a failure silently."""
 
     def __init__(
@@ -177,23 +203,6 @@ class ReliableProducer:
     def close(self, timeout_s: float = 30.0) -> None:
         """Flush what is queued; raises if anything could not be delivered."""
         self.flush(timeout_s)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:  # don't mask the original error with a flush failure
-            try:
-                self.close()
-            except Exception:
-                logger.exception("flush on error exit failed")
 
 
 class AsyncProducer:

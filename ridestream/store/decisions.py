@@ -206,12 +206,7 @@ class DecisionStore(Outbox, Reports):
         for chunk in chunks(ride_ids):
             query = (
                 select(
-                    predictions.c.ride_id,
-                    predictions.c.target,
-                    predictions.c.model_name,
-                    predictions.c.model_version,
-                    predictions.c.role,
-                    predictions.c.value,
+                    *prediction_columns()[:6],  # ride, target, model name, version, role, value
                     actual,
                     literal(at_ms, BigInteger),
                 )
