@@ -73,7 +73,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rides", type=int, default=200_000, help="rides on the pre-filled topic")
-    # Five: on this shared machine one run's ratio moved from 0.69 to 0.81 within one full run.
+    # Several: this shared machine's speed moves from one run to the next.
     parser.add_argument("--runs", type=int, default=5, help="end-to-end runs (the median is kept)")
     parser.add_argument("--rate", type=int, default=2000, help="rides/s of the steady run")
     parser.add_argument("--latency-seconds", type=float, default=60.0)

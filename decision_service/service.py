@@ -179,8 +179,8 @@ class DecisionService:
     def _read_registry(self) -> None:
         """Start the registry reads the loop needs later (the champions' validation MAEs, the
         drift profile) and wait for them a while: mlflow's import alone is seconds of CPU, better
-        spent before the first batch than, GIL-bound, in the middle of the stream (it held the
-        decisions of a 2,000 rides/s stream back ~10 s). A registry that does not answer in time
+        spent before the first batch than, GIL-bound, in the middle of the stream, where it holds
+        the decisions back. A registry that does not answer in time
         is waited for in the background."""
         reads: list[Future[Any]] = [self.evaluator.prefetch()]
         if self.config.drift.enabled:

@@ -135,9 +135,8 @@ def replay(
 
     Every ``tick_s`` the events that have come due are published as one batch (starts before
     completions), so a high rate costs batches, not per-event calls. A batch has fixed costs
-    (validation and encoding, ~1–3 ms whatever its size): at 2,000 rides/s with completions, a
-    10 ms tick cost 15.4 CPU-seconds per 15 s of replay, a 50 ms tick 5.3 (with loading the
-    month). An event waits at most one tick; its event time is stamped when it is sent.
+    (validation and encoding, whatever its size), so a longer tick costs far less CPU at high
+    rates. An event waits at most one tick; its event time is stamped when it is sent.
     """
     rides, report = load_month(input_path)
     if limit is not None:

@@ -30,7 +30,7 @@ def epoch_ms(column: Any) -> np.ndarray:
     unit = dtype.unit if isinstance(dtype, pd.DatetimeTZDtype) else np.datetime_data(dtype)[0]
     if unit not in ("s", "ms"):  # finer than milliseconds: round to whole ones, as to_ms does
         times = times.dt.round("ms")
-    # Straight to numpy (~5 µs, against ~0.5 ms through the .dt accessors; a batch asks five times).
+    # Straight to numpy: the .dt accessors cost far more, and a batch asks for several columns.
     return times.to_numpy(dtype="datetime64[ms]").view(np.int64)
 
 

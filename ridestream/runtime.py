@@ -15,9 +15,8 @@ def settle_for_streaming() -> None:
     A stream loop allocates and frees frames, arrays and messages at a high rate, and reference
     counting frees nearly all of them; the cyclic collector's default threshold still ran a
     collection every few hundred allocations, and every older-generation pass walked the
-    ~200,000 objects mlflow, scikit-learn and pandas leave behind: a quarter of the decision
-    service's CPU per ride (207 → 155 µs, its batch work timed with those libraries loaded).
-    Cycles are still collected, in fewer passes.
+    hundreds of thousands of objects mlflow, scikit-learn and pandas leave behind: a large share
+    of a service's CPU per ride. Cycles are still collected, in fewer passes.
     """
     gc.collect()
     gc.freeze()

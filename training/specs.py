@@ -2,7 +2,7 @@
 
 Chosen by the rolling-origin backtest (``ridestream train --backtest``, ``training.backtest``) on
 every labelled ride, and by prediction cost: the predictors score every ride on one thread, so
-each model stays near 30 µs per ride (``python -m bench.predict``).
+each model's trees are capped (``python -m bench.predict`` measures them).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ RIDE_FEATURES = tuple(name for name in FEATURES if name not in TREND_FEATURES)
 
 SPECS: dict[str, TargetSpec] = {
     # Huber keeps the few wild rides (negotiated fares, GPS glitches) from steering the trees;
-    # capped at 300 trees, where the backtest's error has flattened and prediction stays ~35 µs.
+    # capped at 300 trees, where the backtest's error has flattened.
     "duration": TargetSpec(
         "duration",
         RIDE_FEATURES,

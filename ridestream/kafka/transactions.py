@@ -58,7 +58,7 @@ def produce_all(
     """A batch of keyed messages into the open transaction: the hot path of every loop.
 
     The same as :func:`produce` per message, without its per-call wrapping: at stream rates
-    that wrapper doubled the client's cost per message (1.4 against 0.7 µs).
+    that wrapper would double the client's cost per message.
     """
     send = producer.produce
     for value, key in zip(values, keys, strict=True):
@@ -106,13 +106,13 @@ def commit(producer: Producer, consumer: Consumer) -> float:
 class CommitInFlight:
     """A transaction's commit (:func:`commit_with`) on a helper thread.
 
-    Sending the offsets and committing are round trips to two coordinators: ~10 ms a batch here,
-    a quarter of a full batch's time. A loop's next consume, decode and model work need neither
+    Sending the offsets and committing are round trips to two coordinators, a large share of a
+    full batch's time. A loop's next consume, decode and model work need neither
     the producer nor the transaction, so they go on meanwhile; the loop waits for this before it
     touches the producer again. librdkafka's calls release the GIL while they wait.
 
     ``commits`` is the loop's own one-thread executor, so commits run one at a time and in order:
-    a thread per commit cost the loop ~1 ms a batch, waiting for each new thread to start.
+    a thread per commit would make the loop wait for each new thread to start.
     """
 
     def __init__(self, producer: Producer, consumer: Consumer, commits: Executor) -> None:

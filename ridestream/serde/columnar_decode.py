@@ -1,8 +1,8 @@
 """Columnar Avro decoding: a whole batch of single-object messages in numpy gathers.
 
-:class:`ColumnarDecoder` is the way back for the consumers: reading a RideStarted with fastavro
-(~16 µs, plus building a frame from the dicts) was the largest stage of the predictor once the
-model was compiled. It reads every field of a whole batch at once, a position per record advanced
+:class:`ColumnarDecoder` is the way back for the consumers: fastavro reads one record per call,
+and a frame must then be built from the dicts, the predictor's largest stage once the model is
+compiled. It reads every field of a whole batch at once, a position per record advanced
 field by field with numpy gathers from the joined payloads, and hands back columns. It decodes only
 what it can prove well formed (the reader's own fingerprint, every field in range, the last byte
 reached); everything else is left to the per-record serde, which resolves other writer versions

@@ -150,7 +150,7 @@ class Reports:
             .order_by(errors.c.evaluated_at_ms.desc(), errors.c.ride_id.desc())
             .limit(limit)
         )
-        # Rows as tuples: mappings cost ~10 µs a row here, for a window read every refresh.
+        # Rows as tuples: mappings cost far more per row, for a window read every refresh.
         return pd.DataFrame(conn.execute(query).all(), columns=[c.name for c in errors.columns])
 
     def errors_frame(self, target: str | None = None) -> pd.DataFrame:

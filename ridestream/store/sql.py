@@ -45,8 +45,8 @@ class CompiledStatements:
         """Run the statement ``build()`` makes once for every row, straight through the driver;
         returns the rows it changed.
 
-        SQLAlchemy's executemany prepares every row's parameters in Python (~5 µs a row, more than
-        SQLite's own insert): the hot writes are compiled once for the dialect instead, and the
+        SQLAlchemy's executemany prepares every row's parameters in Python, which costs more than
+        SQLite's own insert: the hot writes are compiled once for the dialect instead, and the
         rows handed to the driver as they are (values are plain Python: str, int, float, bool).
         """
         names = tuple(rows[0])
