@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
+
+from ridestream.kafka.clients import batches_until_idle, consumer_config, producer_config
+from ridestream.kafka.producer import ReliableProducer
+from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ def original_headers(msg: Message) -> list[tuple[str, str | bytes | None]]:
 
 
 def replay(
-    settings: Any,
+    settings: Settings,
     *,
     kinds: set[str] | None = None,
     limit: int | None = None,
@@ -89,11 +93,6 @@ def replay(
     messages are acknowledged. ``kinds`` limits the replay to some error kinds (the others are
     counted as skipped and passed over: this group will not offer them again).
     """
-    from confluent_kafka import Consumer
-
-    from ridestream.kafka.clients import batches_until_idle, consumer_config, producer_config
-    from ridestream.kafka.producer import ReliableProducer
-
     topic = settings.topics.full("dlq")
     consumer = Consumer(consumer_config(settings, f"{settings.topics.prefix}ridestream.dlq-replay"))
     producer = ReliableProducer(producer_config(settings))
