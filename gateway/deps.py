@@ -1,7 +1,9 @@
 """The routes' typed dependencies: the shared gateway state, the API key, a ride that exists.
 
 Every dependency is ``async``: FastAPI runs plain functions in its thread pool, a hop a request
-cannot afford for a lookup.
+cannot afford for a lookup. ``POST /v1/predictions``, the one route on the hot path, takes the
+request alone and calls :func:`state_of` and :func:`api_key_accepted` itself: resolving
+dependencies on every request would cost it a measurable share of its CPU (``bench/gateway.py``).
 """
 
 from __future__ import annotations
@@ -14,27 +16,39 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from gateway.state import Gateway
 
+API_KEY_HEADER = "X-API-Key"
 
-async def get_gateway(request: Request) -> Gateway:
+
+def state_of(request: Request) -> Gateway:
     """The state the app's lifespan made."""
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
+async def get_gateway(request: Request) -> Gateway:
+    """:func:`state_of` as a dependency."""
+    return state_of(request)
+
+
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-async def api_key_accepted(
-    gateway: GatewayDep, x_api_key: Annotated[str | None, Header()] = None
-) -> bool:
-    """Whether the request may be enhanced: no key is configured, or it carries that key."""
+def api_key_accepted(gateway: Gateway, provided: str | None) -> bool:
+    """Whether a request may be enhanced: no key is configured, or it carries that key."""
     expected = gateway.settings.gateway.api_key
     if expected is None:
         return True
-    return x_api_key is not None and secrets.compare_digest(x_api_key, expected.get_secret_value())
+    return provided is not None and secrets.compare_digest(provided, expected.get_secret_value())
 
 
-ApiKeyAccepted = Annotated[bool, Depends(api_key_accepted)]
+async def api_key_dependency(
+    gateway: GatewayDep, x_api_key: Annotated[str | None, Header()] = None
+) -> bool:
+    """:func:`api_key_accepted` as a dependency, for routes off the hot path."""
+    return api_key_accepted(gateway, x_api_key)
+
+
+ApiKeyAccepted = Annotated[bool, Depends(api_key_dependency)]
 
 
 async def known_ride(ride_id: str, gateway: GatewayDep) -> str:
