@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from gateway.middleware import RequestMetrics
 from gateway.routes import health, predictions, rides
 from gateway.state import Gateway, make_gateway
+from ridestream.runtime import settle_for_streaming
 from ridestream.settings import Settings
 
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = gateway if gateway is not None else await asyncio.to_thread(make_gateway, settings)
         app.state.gateway = state
+        settle_for_streaming()  # the model, the clients and the routes loaded: the rest is steady
         state.champion.start_polling()
         if state.challenger is not None:
             state.challenger.start_polling()

@@ -1,4 +1,5 @@
-"""What a long-running stream loop does to the interpreter before its first batch."""
+"""What a long-running service (a stream loop, the gateway) does to the interpreter before its first
+batch or request."""
 
 from __future__ import annotations
 

@@ -181,3 +181,19 @@ def postgres_url() -> Iterator[str]:
     finally:
         run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(home, ignore_errors=True)
+
+
+# The training flow the Kestra client deploys (a file of training/, read, not imported).
+TRAINING_FLOW = Path(__file__).resolve().parents[1] / "training" / "kestra" / "train-models.yml"
+
+
+@pytest.fixture
+def register_simple() -> Callable[..., str]:
+    """Train and register ``ride-duration-simple`` on sampled months; returns its version (for
+    tests of the core that need a real registered model)."""
+    from tests.training.test_train import train_simple
+
+    def register(settings: Settings, max_rounds: int) -> str:
+        return train_simple(settings, max_rounds=max_rounds).version
+
+    return register

@@ -28,14 +28,22 @@ CHUNK = 900
 
 metadata = MetaData()
 
+
+def _model_version() -> list[Column[Any]]:
+    """The columns that say which model version a row is about (part of its key), and its role."""
+    return [
+        Column("target", String(16), primary_key=True),
+        Column("model_name", String(128), primary_key=True),
+        Column("model_version", String(32), primary_key=True),
+        Column("role", String(16), nullable=False),
+    ]
+
+
 predictions = Table(
     "predictions",
     metadata,
     Column("ride_id", String(128), primary_key=True),
-    Column("target", String(16), primary_key=True),
-    Column("model_name", String(128), primary_key=True),
-    Column("model_version", String(32), primary_key=True),
-    Column("role", String(16), nullable=False),
+    *_model_version(),
     Column("value", Float, nullable=False),
     Column("source_event_time_ms", BigInteger, nullable=False),
     Column("pickup_time_ms", BigInteger, nullable=False),
@@ -86,10 +94,7 @@ errors = Table(
     "errors",
     metadata,
     Column("ride_id", String(128), primary_key=True),
-    Column("target", String(16), primary_key=True),
-    Column("model_name", String(128), primary_key=True),
-    Column("model_version", String(32), primary_key=True),
-    Column("role", String(16), nullable=False),
+    *_model_version(),
     Column("predicted", Float, nullable=False),
     Column("actual", Float, nullable=False),
     Column("evaluated_at_ms", BigInteger, nullable=False),
@@ -102,10 +107,7 @@ errors = Table(
 model_totals = Table(
     "model_totals",
     metadata,
-    Column("target", String(16), primary_key=True),
-    Column("model_name", String(128), primary_key=True),
-    Column("model_version", String(32), primary_key=True),
-    Column("role", String(16), nullable=False),
+    *_model_version(),
     Column("evaluated", BigInteger, nullable=False),
     Column("sum_abs", Float, nullable=False),
     Column("sum_squared", Float, nullable=False),

@@ -18,10 +18,9 @@ from ridestream.ml.registry import CHALLENGER, CHAMPION, alias_version, make_cha
 from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import DecisionSettings, EvaluationSettings, KestraSettings, Settings
 from ridestream.store.decisions import DecisionStore
-from tests.conftest import mlflow_settings
+from tests.conftest import TRAINING_FLOW, mlflow_settings
 from tests.helpers import wait_for
 from tests.kestra_contract import KestraContract
-from training.cli import FLOW_FILE
 
 
 def errors(rides: int, champion_sd: float, challenger_sd: float, seed: int = 3) -> pd.DataFrame:
@@ -219,7 +218,7 @@ def test_retraining_goes_to_kestra_once_per_cooldown(filled_store: DecisionStore
             ),
         )
         with KestraClient(settings.kestra) as client:
-            client.deploy_flow(FLOW_FILE.read_text())
+            client.deploy_flow(TRAINING_FLOW.read_text())
         metrics = DecisionMetrics()
         retrainer = Retrainer(settings, filled_store, metrics)
         first = retrainer.trigger(

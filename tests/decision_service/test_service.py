@@ -365,10 +365,10 @@ def test_a_drifted_stream_raises_psi_and_triggers_retraining_once(
             url=kestra.url, username=kestra.username, password=kestra.password
         )
         from ridestream.kestra import KestraClient
-        from training.cli import FLOW_FILE
+        from tests.conftest import TRAINING_FLOW
 
         with KestraClient(kestra_settings) as client:
-            client.deploy_flow(FLOW_FILE.read_text())
+            client.deploy_flow(TRAINING_FLOW.read_text())
         drift = service_settings.decisions.drift.model_copy(
             update={"min_rides": 1000, "window_rides": 2000, "check_interval_s": 0.5}
         )

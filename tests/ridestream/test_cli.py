@@ -14,7 +14,6 @@ from ridestream.kafka.topics import delete_topics
 from ridestream.ml.tlc import month_file
 from ridestream.settings import get_settings
 from tests.conftest import make_settings
-from training.cli import earlier_months
 
 
 @pytest.fixture
@@ -175,15 +174,6 @@ def test_train_list_promote_and_rollback_from_the_command_line(tmp_path: Path) -
     assert "| →Feb 01, test Feb 01–Feb 28 | month | simple |" in backtested.output
     assert {row["kind"] for row in json.loads(output.read_text())} == {"next", "month", "stale"}
     assert "ride-duration-simple   v3" not in run("models", "list").output  # nothing registered
-
-
-def test_history_from_adds_every_earlier_month_beside_the_first(tmp_path: Path) -> None:
-    for month in ("2022-11", "2022-12", "2023-01", "2023-02"):
-        (tmp_path / f"green_tripdata_{month}.parquet").touch()
-    first = tmp_path / "green_tripdata_2023-01.parquet"
-    assert [p.name for p in earlier_months(first, "2022-12")] == ["green_tripdata_2022-12.parquet"]
-    assert len(earlier_months(first, "2000-01")) == 2
-    assert earlier_months(first, "2023-01") == []
 
 
 @pytest.mark.slow

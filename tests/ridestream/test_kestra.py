@@ -20,9 +20,8 @@ from ridestream.kestra import (
     KestraUnreachableError,
 )
 from ridestream.settings import KestraSettings, get_settings
-from tests.conftest import free_port
+from tests.conftest import TRAINING_FLOW, free_port
 from tests.kestra_contract import KestraContract
-from training.cli import FLOW_FILE
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def settings_for(server: KestraContract, password: str | None = None) -> KestraS
 
 def test_deploy_run_wait_and_read_the_logs_of_the_training_flow(kestra: KestraContract) -> None:
     with KestraClient(settings_for(kestra)) as client:
-        source = FLOW_FILE.read_text()
+        source = TRAINING_FLOW.read_text()
         created = client.deploy_flow(source)
         assert (created["namespace"], created["id"], created["revision"]) == (
             "ridestream",
@@ -91,7 +90,7 @@ def test_bad_credentials_are_reported_as_such(kestra: KestraContract) -> None:
         KestraClient(settings_for(kestra, password="Wrong1234")) as client,
         pytest.raises(KestraAuthError, match="401"),
     ):
-        client.deploy_flow(FLOW_FILE.read_text())
+        client.deploy_flow(TRAINING_FLOW.read_text())
 
 
 def test_an_unreachable_server_is_reported_with_its_url() -> None:
@@ -105,7 +104,7 @@ def test_an_unreachable_server_is_reported_with_its_url() -> None:
 
 def test_waiting_gives_up_after_the_timeout(kestra: KestraContract) -> None:
     with KestraClient(settings_for(kestra)) as client:
-        client.deploy_flow(FLOW_FILE.read_text())
+        client.deploy_flow(TRAINING_FLOW.read_text())
         started = client.run("ridestream", "train-models", {})
         with pytest.raises(KestraError, match="still CREATED"):
             client.wait(started.id, timeout_s=0.0, poll_s=0.01)
@@ -148,6 +147,6 @@ def test_against_a_real_kestra_server() -> None:
         password=SecretStr(os.environ.get("RIDESTREAM_TEST_KESTRA_PASSWORD", "")),
     )
     with KestraClient(settings) as client:
-        flow = client.deploy_flow(FLOW_FILE.read_text())
+        flow = client.deploy_flow(TRAINING_FLOW.read_text())
         execution = client.run(flow["namespace"], flow["id"], {"targets": "simple"})
         assert client.wait(execution.id, timeout_s=600).state == "SUCCESS"

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from producers.replay import STARTED_FIELDS
 from ridestream.contracts.ids import random_uuids
 from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.ml.features import (
     FEATURES,
+    RIDE_COLUMNS,
     SIMPLE_FEATURES,
     build_features,
     select,
@@ -34,12 +34,12 @@ def test_training_frames_and_decoded_events_give_identical_features(february: pd
     """No train/serve skew: a month as training reads it, and the same rides off the wire."""
     serde = SingleObjectSerde(RIDE_STARTED)
     n = len(february)
-    columns = {name: february[name] for name in STARTED_FIELDS}
+    columns = {name: february[name] for name in RIDE_COLUMNS}
     columns.update(ride_id=[f"r{i}" for i in range(n)], event_id=random_uuids(n), event_time=np.zeros(n, dtype=np.int64),
                    source=["backend"] * n, enhanced=[False] * n)  # fmt: skip
     wire = ColumnarEncoder(serde.schema, serde.header).encode(columns, n)
     events = [serde.decode(data) for data in wire]  # what a predictor holds after decoding
-    as_columns = {name: [event[name] for event in events] for name in STARTED_FIELDS}
+    as_columns = {name: [event[name] for event in events] for name in RIDE_COLUMNS}
     from_training = build_features(february)
     from_events = build_features(as_columns)
     np.testing.assert_array_equal(from_training, from_events)  # NaN == NaN here, bit for bit
@@ -48,7 +48,7 @@ def test_training_frames_and_decoded_events_give_identical_features(february: pd
 def test_one_ride_gets_the_same_features_alone_as_in_a_batch(february: pd.DataFrame) -> None:
     batch = build_features(february)
     for i in (0, 17, 2999):
-        one = {name: [february[name].iloc[i]] for name in STARTED_FIELDS}
+        one = {name: [february[name].iloc[i]] for name in RIDE_COLUMNS}
         np.testing.assert_array_equal(build_features(one)[0], batch[i])
 
 

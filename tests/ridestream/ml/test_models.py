@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,8 +17,6 @@ from ridestream.ml.tlc import load_month, month_file
 from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import ModelSettings, Settings
 from tests.conftest import mlflow_settings
-from tests.training.test_train import train_simple
-from training.train import TrainResult
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def features() -> np.ndarray:
 
 
 def test_a_champion_loads_as_its_native_booster(
-    trained: tuple[Settings, list[TrainResult]], features: np.ndarray
+    trained: tuple[Settings, list[Any]], features: np.ndarray
 ) -> None:
     import lightgbm as lgb
     import mlflow.pyfunc
@@ -52,7 +52,7 @@ def test_a_champion_loads_as_its_native_booster(
 
 
 def test_one_ride_alone_gets_what_it_gets_in_a_batch(
-    trained: tuple[Settings, list[TrainResult]], features: np.ndarray
+    trained: tuple[Settings, list[Any]], features: np.ndarray
 ) -> None:
     settings, _ = trained
     client = mlflow_client(settings.mlflow)
@@ -65,7 +65,7 @@ def test_one_ride_alone_gets_what_it_gets_in_a_batch(
 
 
 def test_a_missing_alias_is_an_error_only_when_required(
-    trained: tuple[Settings, list[TrainResult]],
+    trained: tuple[Settings, list[Any]],
 ) -> None:
     settings, _ = trained
     client = mlflow_client(settings.mlflow)
@@ -77,11 +77,13 @@ def test_a_missing_alias_is_an_error_only_when_required(
     )
 
 
-def test_moving_the_alias_swaps_the_model_in_use(tmp_path: Path, features: np.ndarray) -> None:
+def test_moving_the_alias_swaps_the_model_in_use(
+    tmp_path: Path, features: np.ndarray, register_simple: Callable[..., str]
+) -> None:
     settings = mlflow_settings(tmp_path)
     client = mlflow_client(settings.mlflow)
-    v1 = train_simple(settings, max_rounds=20).version
-    v2 = train_simple(settings, max_rounds=3).version  # a challenger with other predictions
+    v1 = register_simple(settings, max_rounds=20)
+    v2 = register_simple(settings, max_rounds=3)  # a challenger with other predictions
     model = AliasedModel(client, "ride-duration-simple", CHAMPION, settings.models)
     before = model.current
     assert before is not None
@@ -111,7 +113,7 @@ def test_moving_the_alias_swaps_the_model_in_use(tmp_path: Path, features: np.nd
 
 
 def test_the_tip_is_its_rate_times_its_expected_cost(
-    trained: tuple[Settings, list[TrainResult]], features: np.ndarray
+    trained: tuple[Settings, list[Any]], features: np.ndarray
 ) -> None:
     settings, _ = trained
     tip = load_version(mlflow_client(settings.mlflow), "ride-tip", "1", CHAMPION, settings.models)
@@ -126,7 +128,7 @@ def test_the_tip_is_its_rate_times_its_expected_cost(
 
 @pytest.mark.parametrize("name", ["ride-duration-simple", "ride-tip"])
 def test_the_lleaves_backend_predicts_what_the_booster_predicts(
-    trained: tuple[Settings, list[TrainResult]], tmp_path: Path, features: np.ndarray, name: str
+    trained: tuple[Settings, list[Any]], tmp_path: Path, features: np.ndarray, name: str
 ) -> None:
     settings, _ = trained
     client = mlflow_client(settings.mlflow)
@@ -142,11 +144,11 @@ def test_the_lleaves_backend_predicts_what_the_booster_predicts(
 
 
 def test_a_vanished_champion_alias_keeps_the_model_serving(
-    trained: tuple[Settings, list[TrainResult]], tmp_path: Path
+    trained: tuple[Settings, list[Any]], tmp_path: Path, register_simple: Callable[..., str]
 ) -> None:
     settings = mlflow_settings(tmp_path)
     client = mlflow_client(settings.mlflow)
-    train_simple(settings, max_rounds=5)
+    register_simple(settings, max_rounds=5)
     model = AliasedModel(client, "ride-duration-simple", CHAMPION, settings.models)
     client.delete_registered_model_alias("ride-duration-simple", CHAMPION)
     assert model.refresh() is False

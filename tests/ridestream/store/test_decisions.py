@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from decision_service.policy import Estimate, decide
 from ridestream.clock import to_ms, wall_clock
-from ridestream.settings import PolicySettings
+from ridestream.contracts.events import Decision, ModelRef
 from ridestream.store.decisions import DecisionStore
 from ridestream.store.tables import StoreError, metadata
 
 PICKUP_MS = to_ms(datetime(2023, 2, 1, 8, 0))
+
+
+def partial_decision(ride_id: str, model_name: str, decided_at: datetime) -> Decision:
+    """A decision on the duration alone, as the policy makes one (the store's tests need no
+    policy)."""
+    return Decision(
+        ride_id=ride_id,
+        duration_minutes=10.0,
+        eta=wall_clock(PICKUP_MS) + timedelta(minutes=10),
+        models=[ModelRef(target="duration", model_name=model_name, model_version="1")],
+        partial=True,
+        decided_at=decided_at,
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,13 +119,7 @@ def test_a_ride_is_decided_once_and_the_earliest_champion_prediction_wins(
         assert store.expired(conn, before_ms=10_000, partitions=[1]) == []
         chosen = store.champion_predictions(conn, ["a"])
         assert chosen["a"]["duration"].model_version == "1"
-        first = decide(
-            "a",
-            wall_clock(PICKUP_MS),
-            {"duration": Estimate(10.0, "ride-duration", "1")},
-            PolicySettings(),
-            datetime(2023, 2, 1, 8, 0, 1, tzinfo=UTC),
-        )
+        first = partial_decision("a", "ride-duration", datetime(2023, 2, 1, 8, 0, 1, tzinfo=UTC))
         assert store.record_decisions(conn, [first]) == 1
         later = first.model_copy(update={"quote": 1.0})
         assert store.record_decisions(conn, [later]) == 0
@@ -168,15 +174,7 @@ def test_the_outbox_claims_settles_and_resolves_an_interrupted_claim(store: Deci
         for ride, partition in (("a", 0), ("b", 0), ("c", 1)):
             store.add_predictions(conn, [prediction(ride, "duration", 10.0)])
             store.open_joins(conn, {ride: (partition, 500)}, at_ms=1_000)
-            decisions.append(
-                decide(
-                    ride,
-                    wall_clock(PICKUP_MS),
-                    {"duration": Estimate(10.0, "m", "1")},
-                    PolicySettings(),
-                    datetime(2023, 2, 1, tzinfo=UTC),
-                )
-            )
+            decisions.append(partial_decision(ride, "m", datetime(2023, 2, 1, tzinfo=UTC)))
         store.record_decisions(conn, decisions)
         claimed = store.claim_unpublished(conn, "i0", "t1", [0], {0: 5, 1: 7})
     assert [d.ride_id for d in claimed] == ["a", "b"]  # partition 1 is another replica's
