@@ -58,5 +58,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.add_middleware(RequestMetrics, gateway=lambda: getattr(app.state, "gateway", None))
     for module in (predictions, rides, health):
-        app.include_router(module.router)
+        # The routes themselves, not the router: include_router nests it, and every request
+        # would be matched through the nesting first.
+        app.router.routes.extend(module.router.routes)
     return app
