@@ -101,8 +101,8 @@ import sys, time
 from collections import Counter
 from confluent_kafka import Consumer
 from ridestream.kafka.clients import consumer_config, unique_group_id
-from ridestream.schemas import PREDICTION
-from ridestream.serde import SingleObjectSerde
+from ridestream.contracts.schemas import PREDICTION
+from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import get_settings
 
 run, rides = sys.argv[1], int(sys.argv[2])
@@ -137,9 +137,10 @@ step "waiting for every replayed ride's decision and ground truth"
 import sys, time
 import numpy as np
 from sqlalchemy import func, select
-from ridestream.evaluation import labelled
+from ridestream.ml.scoring import labelled
 from ridestream.settings import get_settings
-from ridestream.store import DecisionStore, actuals, rides as ride_rows
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.tables import actuals, rides as ride_rows
 
 run, rides = sys.argv[1], int(sys.argv[2])
 store = DecisionStore(get_settings().decisions.resolved_store_url)
@@ -185,7 +186,7 @@ $rs batch score --input data/green_tripdata_2023-02.parquet --output .ridestream
 .venv/bin/python - <<'PY'
 import numpy as np
 import pandas as pd
-from ridestream.tlc import labelled_mask, rides_from_raw, with_labels
+from ridestream.ml.tlc import labelled_mask, rides_from_raw, with_labels
 
 scored = pd.read_parquet(".ridestream/demo/scored-2023-02.parquet")
 columns = ["lpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance", "predicted_duration", "predicted_cost", "predicted_tip"]
