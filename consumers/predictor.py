@@ -43,7 +43,7 @@ from ridestream.contracts.events import RideStarted, utc_now
 from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
 from ridestream.exceptions import RidestreamError
 from ridestream.kafka import dlq, transactions
-from ridestream.kafka.decoding import BatchReader, Decoded
+from ridestream.kafka.decoding import DecodedEvents, EventDecoder
 from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, group_name
 from ridestream.ml.features import build_features
 from ridestream.ml.models import AliasedModel, LoadedModel
@@ -115,7 +115,7 @@ class Predictor:
         self.serde: Serde = make_serde(RIDE_STARTED, settings)
         prediction_serde = SingleObjectSerde(PREDICTION)
         self.encoder = ColumnarEncoder(prediction_serde.schema, prediction_serde.header)
-        self.reader = BatchReader(RideStarted, self.serde)
+        self.reader = EventDecoder(RideStarted, self.serde)
         if self.reader.decoder is None:
             logger.info("input framing is Confluent; predictions stay single-object framed")
         instance = self.config.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
@@ -210,11 +210,11 @@ class Predictor:
         """After a failed transaction was aborted and its batches rewound."""
         self.metrics.aborts.labels(self.target, reason).inc()
 
-    def decode(self, messages: list[Message]) -> Decoded:
-        """Decode a batch into one frame (see :class:`ridestream.kafka.decoding.BatchReader`)."""
+    def decode(self, messages: list[Message]) -> DecodedEvents:
+        """Decode a batch into one frame (see :class:`ridestream.kafka.decoding.EventDecoder`)."""
         return self.reader.decode(messages)
 
-    def validate(self, decoded: Decoded) -> tuple[pd.DataFrame, list[dlq.DeadLetter]]:
+    def validate(self, decoded: DecodedEvents) -> tuple[pd.DataFrame, list[dlq.DeadLetter]]:
         """The events that keep the contract, and every dead letter (undecodable or invalid)."""
         valid = self.reader.validate(decoded)
         return valid.frame, valid.dead

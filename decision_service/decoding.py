@@ -12,7 +12,7 @@ from ridestream.clock import epoch_ms, now_ms
 from ridestream.contracts.events import Prediction, RideCompleted
 from ridestream.contracts.schemas import PREDICTION, RIDE_COMPLETED
 from ridestream.kafka import dlq
-from ridestream.kafka.decoding import BatchReader
+from ridestream.kafka.decoding import EventDecoder
 from ridestream.serde.codecs import SingleObjectSerde, make_serde
 from ridestream.settings import Settings
 
@@ -47,8 +47,8 @@ class BatchDecoder:
         self.predictions_topic = topics.full("predictions")
         self.completed_topic = topics.full("completed")
         self.started_topic = topics.full("started")
-        self.prediction_reader = BatchReader(Prediction, SingleObjectSerde(PREDICTION))
-        self.completed_reader = BatchReader(RideCompleted, make_serde(RIDE_COMPLETED, settings))
+        self.prediction_reader = EventDecoder(Prediction, SingleObjectSerde(PREDICTION))
+        self.completed_reader = EventDecoder(RideCompleted, make_serde(RIDE_COMPLETED, settings))
 
     def decode(self, messages: list[Message]) -> DecodedBatch:
         """Each topic's messages as a validated frame (column by column where possible), then the

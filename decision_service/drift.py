@@ -31,7 +31,7 @@ from decision_service.metrics import DecisionMetrics
 from decision_service.retrain import Retrainer
 from ridestream.contracts.events import TARGETS, RideStarted
 from ridestream.contracts.schemas import RIDE_STARTED
-from ridestream.kafka.decoding import BatchReader
+from ridestream.kafka.decoding import EventDecoder
 from ridestream.ml.features import FEATURES, build_features, holiday_dates, zone_tables
 from ridestream.ml.profiles import psi
 from ridestream.ml.registry import CHAMPION, MODEL_NAMES, alias_version
@@ -83,7 +83,7 @@ class DriftMonitor:
         self.seen = 0  # RideStarted messages kept in total (the invalid ones included)
         self._filled = 0  # rows of the window holding a ride
         self._kept: deque[Message] = deque(maxlen=self.config.window_rides)
-        self._reader = BatchReader(RideStarted, make_serde(RIDE_STARTED, settings))
+        self._reader = EventDecoder(RideStarted, make_serde(RIDE_STARTED, settings))
         self._last_check = time.monotonic()
         self.last_psi: dict[str, float] = {}
 

@@ -27,7 +27,7 @@ INVALID_VALUE = "invalid_value"
 
 
 @dataclass
-class Decoded:
+class DecodedEvents:
     """A decoded batch: the events as one frame, the message of each row, the undecodable."""
 
     frame: pd.DataFrame
@@ -35,7 +35,7 @@ class Decoded:
     dead: list[dlq.DeadLetter]
 
 
-class BatchReader:
+class EventDecoder:
     """Decodes and validates batches of one record type (``model``) read with ``serde``."""
 
     def __init__(self, model: type[Event], serde: Serde) -> None:
@@ -49,7 +49,7 @@ class BatchReader:
             else None
         )
 
-    def decode(self, messages: list[Message]) -> Decoded:
+    def decode(self, messages: list[Message]) -> DecodedEvents:
         """Decode a batch into one frame (undecodable messages become dead letters)."""
         payloads = [msg.value() or b"" for msg in messages]
         if self.decoder is not None and payloads:
@@ -69,37 +69,37 @@ class BatchReader:
         fast_rows = np.flatnonzero(fast)
         if not events:
             frame = pd.DataFrame(columns)
-            return Decoded(frame, [messages[row] for row in fast_rows.tolist()], dead)
+            return DecodedEvents(frame, [messages[row] for row in fast_rows.tolist()], dead)
         slow = pd.DataFrame(events)
         if not len(fast_rows):
-            return Decoded(slow, [messages[row] for row in slow_rows], dead)
+            return DecodedEvents(slow, [messages[row] for row in slow_rows], dead)
         # Both paths in one batch (rare: a rolling upgrade, a bad message): back in input order.
         rows = np.concatenate([fast_rows, slow_rows])
         order = np.argsort(rows, kind="stable")
         frame = pd.concat([pd.DataFrame(columns), slow], ignore_index=True)
         frame = frame.iloc[order].reset_index(drop=True)
-        return Decoded(frame, [messages[row] for row in rows[order].tolist()], dead)
+        return DecodedEvents(frame, [messages[row] for row in rows[order].tolist()], dead)
 
-    def validate(self, decoded: Decoded) -> Decoded:
+    def validate(self, decoded: DecodedEvents) -> DecodedEvents:
         """The events that keep the contract; the others join the dead letters."""
         frame, dead = decoded.frame, list(decoded.dead)
         if frame.empty:
-            return Decoded(frame, [], dead)
+            return DecodedEvents(frame, [], dead)
         problems = find_problems(self.model, frame)
         if not problems:
-            return Decoded(frame, decoded.messages, dead)
+            return DecodedEvents(frame, decoded.messages, dead)
         bad = {p.row for p in problems}
         dead += [
             dlq.DeadLetter(decoded.messages[p.row], INVALID_VALUE, f"{p.field}: {p.reason}")
             for p in problems
         ]
         keep = [row for row in range(len(frame)) if row not in bad]
-        return Decoded(
+        return DecodedEvents(
             frame.iloc[keep].reset_index(drop=True),
             [decoded.messages[row] for row in keep],
             dead,
         )
 
-    def read(self, messages: list[Message]) -> Decoded:
+    def read(self, messages: list[Message]) -> DecodedEvents:
         """Decode, then validate."""
         return self.validate(self.decode(messages))
