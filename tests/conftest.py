@@ -12,6 +12,7 @@ import os
 # The suite shares two cores with a broker and sometimes another job: OpenMP threads that spin
 # while waiting turn that sharing into minutes-long stalls in LightGBM. Set before it loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import random
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,6 +39,28 @@ def free_port() -> int:
 def local_kafka_settings(home: Path) -> LocalKafkaSettings:
     """A broker of its own: free ports, state under ``home``, the shared jar cache."""
     return LocalKafkaSettings(port=free_port(), controller_port=free_port(), home=home, heap="512m")
+
+
+def local_cluster_settings(home: Path, brokers: int) -> LocalKafkaSettings:
+    """A cluster of its own: ``2 × brokers`` free ports in a row (node i: base + 2i and
+    base + 2i + 1), state under ``home``."""
+    for _ in range(50):
+        base = random.randrange(20_000, 60_000, 2)
+        ports = range(base, base + 2 * brokers)
+        if not any(_taken(port) for port in ports):
+            return LocalKafkaSettings(
+                brokers=brokers, port=base, controller_port=base + 1, home=home, heap="512m"
+            )
+    raise RuntimeError("no run of free ports found")
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 @pytest.fixture(scope="session")

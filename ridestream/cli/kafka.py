@@ -14,8 +14,19 @@ from ridestream.kafka.tail import read_topic
 from ridestream.kafka.topics import create_project_topics, summarize_topics
 
 kafka_app = typer.Typer(
-    help="The local single-node Kafka broker (KRaft, 127.0.0.1).", no_args_is_help=True
+    help="The local Kafka broker or cluster (KRaft, Kafka's own jars, 127.0.0.1).",
+    no_args_is_help=True,
 )
+
+Brokers = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=9,
+        help="Nodes of the local cluster (default: RIDESTREAM_LOCAL_KAFKA__BROKERS, or what the "
+        "running cluster was started with).",
+    ),
+]
 topics_app = typer.Typer(help="The project's topics.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
 
@@ -27,29 +38,35 @@ def kafka_fetch() -> None:
 
 
 @kafka_app.command("start")
-def kafka_start() -> None:
-    """Start the local broker, or reuse the one already running; returns when it answers."""
-    status = LocalKafka(settings().local_kafka).start()
+def kafka_start(brokers: Brokers = None) -> None:
+    """Start the local broker or cluster, or reuse what runs; returns when every node answers."""
+    local = LocalKafka(settings().local_kafka, brokers)
+    status = local.start()
     typer.echo(
-        f"Kafka {status.version} answers at {status.bootstrap} (pid {status.pid}, home {status.home})"
+        f"Kafka {status.version} answers at {status.bootstrap} "
+        f"({len(status.nodes)} node(s), home {status.home})"
     )
+    if local.count > 1:
+        typer.echo(f"clients: export RIDESTREAM_LOCAL_KAFKA__BROKERS={local.count}")
 
 
 @kafka_app.command("stop")
-def kafka_stop() -> None:
-    """Stop the local broker cleanly."""
-    stopped = LocalKafka(settings().local_kafka).stop()
+def kafka_stop(brokers: Brokers = None) -> None:
+    """Stop the local broker or cluster cleanly."""
+    stopped = LocalKafka(settings().local_kafka, brokers).stop()
     typer.echo("Kafka stopped" if stopped else "no local Kafka was running")
 
 
 @kafka_app.command("status")
-def kafka_status() -> None:
-    """Whether the local broker runs and answers; exit 1 when nothing answers."""
-    status = LocalKafka(settings().local_kafka).status()
-    typer.echo(
-        f"bootstrap={status.bootstrap} running={status.running} pid={status.pid} "
-        f"answers={status.answers} home={status.home}"
-    )
+def kafka_status(brokers: Brokers = None) -> None:
+    """Each local node: running, answering; exit 1 when nothing answers."""
+    status = LocalKafka(settings().local_kafka, brokers).status()
+    typer.echo(f"bootstrap={status.bootstrap} answers={status.answers} home={status.home}")
+    for node in status.nodes:
+        typer.echo(
+            f"  node {node.node_id}: {node.bootstrap} running={node.pid is not None} "
+            f"pid={node.pid} answers={node.answers}"
+        )
     if not status.answers:
         raise typer.Exit(1)
 

@@ -8,15 +8,12 @@ request; a broker this runner already started is reused.
 
 from __future__ import annotations
 
-import base64
+import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -24,99 +21,72 @@ from confluent_kafka.admin import AdminClient
 from ridestream.kafka.clients import cluster_metadata
 from ridestream.kafka.distribution import check_java, fetch_jars, java_executable
 from ridestream.kafka.exceptions import BrokerError, KafkaOperationError
+from ridestream.kafka.nodes import (
+    LOG4J2_PROPERTIES,
+    BrokerStatus,
+    Node,
+    NodeStatus,
+    new_cluster_id,
+    node_properties,
+    port_in_use,
+)
 from ridestream.settings import LocalKafkaSettings
 
 logger = logging.getLogger(__name__)
 
 
-LOG4J2_PROPERTIES = """\
-# Written by ridestream: the broker logs to files under {logs}, warnings and above to stdout.
-status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {logs}/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.console.type = Console
-appender.console.name = console
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-appender.console.filter.threshold.type = ThresholdFilter
-appender.console.filter.threshold.level = warn
-rootLogger.level = info
-rootLogger.appenderRef.file.ref = file
-rootLogger.appenderRef.console.ref = console
-"""
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """True when something accepts TCP connections at host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-def new_cluster_id() -> str:
-    """A Kafka cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters).
-
-    Like Kafka's own ``Uuid.randomUuid``, never one starting with "-": command-line parsers take
-    that for an option.
-    """
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cluster_id.startswith("-"):
-            return cluster_id
-
-
-@dataclass(frozen=True)
-class BrokerStatus:
-    """What ``ridestream kafka status`` reports."""
-
-    bootstrap: str
-    pid: int | None
-    answers: bool
-    home: Path
-    version: str
-
-    @property
-    def running(self) -> bool:
-        """True when the process this runner started is alive."""
-        return self.pid is not None
-
-
 class LocalKafka:
-    """Fetches, formats, starts, stops and kills one local KRaft broker."""
+    """Fetches, formats, starts, stops and kills a local KRaft broker, or a cluster of them.
 
-    def __init__(self, settings: LocalKafkaSettings) -> None:
+    One node (the default) lives in ``home`` itself. A cluster of ``brokers`` nodes lives in
+    ``home/node-<id>``, every node a broker and a voter of the controller quorum; the number
+    of nodes a cluster was started with is remembered in ``home/cluster.json``, so ``status``
+    and ``stop`` find every node without being told.
+    """
+
+    def __init__(self, settings: LocalKafkaSettings, brokers: int | None = None) -> None:
         self.settings = settings
         self.home = settings.home
         self.jars_dir = settings.cache_dir / settings.version / "libs"
+        self.count = brokers or self._recorded_brokers() or settings.brokers
+        ports = settings.node_ports(self.count)
+        self.nodes = [
+            Node(i + 1, port, cport, self.home if self.count == 1 else self.home / f"node-{i + 1}")
+            for i, (port, cport) in enumerate(ports)
+        ]
+
+    def _recorded_brokers(self) -> int | None:
+        try:
+            count = int(json.loads((self.home / "cluster.json").read_text())["brokers"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+        return count
 
     # -- paths ---------------------------------------------------------------------------------
     @property
     def bootstrap(self) -> str:
-        """The PLAINTEXT listener, ``127.0.0.1:<port>``."""
-        return f"{self.settings.host}:{self.settings.port}"
+        """Every node's PLAINTEXT listener, ``127.0.0.1:<port>``, comma separated."""
+        return ",".join(f"{self.settings.host}:{node.port}" for node in self.nodes)
 
     @property
     def config_path(self) -> Path:
-        """server.properties, written on every start from the settings."""
-        return self.home / "server.properties"
+        """The first node's server.properties."""
+        return self.nodes[0].config_path
 
     @property
     def data_dir(self) -> Path:
-        """log.dirs: the KRaft metadata log and the topic partitions."""
-        return self.home / "data"
+        """The first node's data."""
+        return self.nodes[0].data_dir
 
     @property
     def logs_dir(self) -> Path:
-        """The broker's own logs (server.log, server.out)."""
-        return self.home / "logs"
+        """The first node's logs."""
+        return self.nodes[0].logs_dir
 
     @property
     def pid_path(self) -> Path:
-        """The pid of the java process this runner started."""
-        return self.home / "kafka.pid"
+        """The first node's pid file."""
+        return self.nodes[0].pid_path
 
     def fetch_jars(self) -> Path:
         """Download Kafka's jars from Maven Central once; later calls return the cache."""
@@ -127,49 +97,17 @@ class LocalKafka:
         return str(self.jars_dir / "*")
 
     # -- configuration and storage --------------------------------------------------------------
-    def server_properties(self) -> str:
-        """A combined broker+controller node on loopback, replication factors of one."""
-        host, port, controller = (
-            self.settings.host,
-            self.settings.port,
-            self.settings.controller_port,
-        )
-        return "\n".join(
-            [
-                "# Written by ridestream kafka start; edit the settings, not this file.",
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers={host}:{controller}",
-                f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-                f"advertised.listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                f"log.dirs={self.data_dir}",
-                "num.partitions=6",
-                "default.replication.factor=1",
-                "min.insync.replicas=1",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=10",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "transaction.state.log.num.partitions=10",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                # Topics are created on purpose (ridestream topics create), never by a typo.
-                "auto.create.topics.enable=false",
-                "",
-            ]
-        )
+    def server_properties(self, node: Node | None = None) -> str:
+        """The configuration of a node (the first by default)."""
+        return node_properties(node or self.nodes[0], self.nodes, self.settings.host)
 
-    def _write_config(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self.server_properties())
-        (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(logs=self.logs_dir))
+    def _write_config(self, node: Node) -> None:
+        node.home.mkdir(parents=True, exist_ok=True)
+        node.logs_dir.mkdir(parents=True, exist_ok=True)
+        node.config_path.write_text(self.server_properties(node))
+        (node.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(logs=node.logs_dir))
 
-    def _java_command(self, java: Path, main: str, *args: str) -> list[str]:
+    def _java_command(self, java: Path, node: Node, main: str, *args: str) -> list[str]:
         return [
             str(java),
             f"-Xms{self.settings.heap}",
@@ -177,46 +115,67 @@ class LocalKafka:
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
+            f"-Dlog4j2.configurationFile={node.home / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={node.logs_dir}",
             "-cp",
             self.classpath(),
             main,
             *args,
         ]
 
-    def format_storage(self, java: Path) -> None:
-        """Format the KRaft storage once; an already formatted directory is left alone."""
-        if (self.data_dir / "meta.properties").exists():
-            return
+    def _cluster_id(self) -> str:
+        """One cluster id for every node, kept beside them."""
+        path = self.home / "cluster.id"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
         cluster_id = new_cluster_id()
-        logger.info("formatting Kafka storage in %s (cluster id %s)", self.data_dir, cluster_id)
+        path.write_text(cluster_id)
+        return cluster_id
+
+    def format_storage(self, java: Path, node: Node | None = None) -> None:
+        """Format a node's KRaft storage once; an already formatted directory is left alone."""
+        node = node or self.nodes[0]
+        if (node.data_dir / "meta.properties").exists():
+            return
+        cluster_id = new_cluster_id() if self.count == 1 else self._cluster_id()
+        logger.info("formatting Kafka storage in %s (cluster id %s)", node.data_dir, cluster_id)
+        # One node forms its quorum alone; a cluster's voters are fixed in its configuration.
+        quorum = ["--standalone"] if self.count == 1 else []
         result = subprocess.run(
             self._java_command(
-                java, "kafka.tools.StorageTool", "format", "--standalone",
-                "-t", cluster_id, "-c", str(self.config_path),
+                java, node, "kafka.tools.StorageTool", "format", *quorum,
+                "-t", cluster_id, "-c", str(node.config_path),
             ),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if result.returncode != 0:
-            raise BrokerError(f"formatting {self.data_dir} failed: {result.stdout}{result.stderr}")
+            raise BrokerError(f"formatting {node.data_dir} failed: {result.stdout}{result.stderr}")
 
     # -- process -------------------------------------------------------------------------------
-    def pid(self) -> int | None:
-        """The pid of the broker this runner started, if that process is still alive."""
+    def node_pid(self, node: Node) -> int | None:
+        """The pid of a node this runner started, if that process is still alive."""
         try:
-            pid = int(self.pid_path.read_text().strip())
+            pid = int(node.pid_path.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
         # Guard against pid reuse: the process must be our java running our config.
-        if b"kafka.Kafka" not in cmdline or str(self.config_path).encode() not in cmdline:
+        if b"kafka.Kafka" not in cmdline or str(node.config_path).encode() not in cmdline:
             return None
         return pid
 
-    def answers(self, timeout_s: float = 2.0, admin: AdminClient | None = None) -> bool:
+    def pid(self) -> int | None:
+        """The first node's pid, if it runs."""
+        return self.node_pid(self.nodes[0])
+
+    def answers(
+        self, timeout_s: float = 2.0, admin: AdminClient | None = None, bootstrap: str | None = None
+    ) -> bool:
         """True when a broker at the bootstrap address answers a metadata request."""
-        admin = admin or AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = admin or AdminClient(
+            {"bootstrap.servers": bootstrap or self.bootstrap, "log_level": 0}
+        )
         try:
             cluster_metadata(admin, timeout_s)
         except KafkaOperationError:
@@ -224,71 +183,105 @@ class LocalKafka:
         return True
 
     def status(self) -> BrokerStatus:
-        """Whether our broker runs, and whether anything answers at its address."""
+        """Whether our nodes run, and whether anything answers at their addresses."""
+        nodes = tuple(
+            NodeStatus(
+                node.node_id,
+                f"{self.settings.host}:{node.port}",
+                self.node_pid(node),
+                self.answers(timeout_s=1.0, bootstrap=f"{self.settings.host}:{node.port}"),
+                node.home,
+            )
+            for node in self.nodes
+        )
         return BrokerStatus(
             bootstrap=self.bootstrap,
-            pid=self.pid(),
-            answers=self.answers(),
+            pid=nodes[0].pid,
+            answers=any(n.answers for n in nodes),
             home=self.home,
             version=self.settings.version,
+            nodes=nodes,
         )
 
-    def start(self) -> BrokerStatus:
-        """Start the broker (or reuse the running one) and wait until it answers."""
-        if self.pid() is not None:
-            logger.info("Kafka already running (pid %s); reusing it", self.pid())
-            self.wait_ready()
-            return self.status()
-        for port in (self.settings.port, self.settings.controller_port):
-            if port_in_use(self.settings.host, port):
-                if port == self.settings.port and self.answers():
+    def _check_ports(self, node: Node) -> bool:
+        """False when a broker we did not start already answers at the node's port (then it is
+        used); BrokerError when its ports are taken by anything else."""
+        host = self.settings.host
+        for port in (node.port, node.controller_port):
+            if port_in_use(host, port):
+                if self.count == 1 and port == node.port and self.answers():
                     logger.warning(
                         "a Kafka broker not started by ridestream answers at %s; using it",
                         self.bootstrap,
                     )
-                    return self.status()
+                    return False
                 raise BrokerError(
-                    f"port {port} on {self.settings.host} is taken by another process: stop it "
+                    f"port {port} on {host} is taken by another process: stop it "
                     "or choose free ports with RIDESTREAM_LOCAL_KAFKA__PORT / "
-                    "RIDESTREAM_LOCAL_KAFKA__CONTROLLER_PORT (then RIDESTREAM_KAFKA_BOOTSTRAP "
-                    "is derived from them)"
+                    "RIDESTREAM_LOCAL_KAFKA__CONTROLLER_PORT (node i uses port + 2i and "
+                    "controller port + 2i)"
                 )
+        return True
+
+    def start(self) -> BrokerStatus:
+        """Start every node not running (or reuse those that are) and wait until the cluster
+        answers with all of them."""
+        stopped = [node for node in self.nodes if self.node_pid(node) is None]
+        if not stopped:
+            logger.info("Kafka already running (pid %s); reusing it", self.pid())
+            self.wait_ready()
+            return self.status()
+        for node in stopped:
+            if not self._check_ports(node):
+                return self.status()
         java = java_executable()
         check_java(java)
         self.fetch_jars()
-        self._write_config()
-        self.format_storage(java)
-        out = (self.logs_dir / "server.out").open("ab")
-        process = subprocess.Popen(
-            self._java_command(java, "kafka.Kafka", str(self.config_path)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives the CLI; our signals are not its signals
-            cwd=self.home,
-        )
-        out.close()
-        self.pid_path.write_text(str(process.pid))
-        logger.info(
-            "started Kafka %s (pid %s) at %s", self.settings.version, process.pid, self.bootstrap
-        )
-        self.wait_ready(process)
+        if self.count > 1:
+            self.home.mkdir(parents=True, exist_ok=True)
+            (self.home / "cluster.json").write_text(json.dumps({"brokers": self.count}))
+        processes = []
+        for node in stopped:
+            self._write_config(node)
+            self.format_storage(java, node)
+            out = (node.logs_dir / "server.out").open("ab")
+            process = subprocess.Popen(
+                self._java_command(java, node, "kafka.Kafka", str(node.config_path)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI; our signals are not its signals
+                cwd=node.home,
+            )
+            out.close()
+            node.pid_path.write_text(str(process.pid))
+            processes.append(process)
+            logger.info(
+                "started Kafka %s node %d (pid %s) at %s:%d",
+                self.settings.version, node.node_id, process.pid, self.settings.host, node.port,
+            )  # fmt: skip
+        self.wait_ready(processes)
         return self.status()
 
-    def wait_ready(self, process: subprocess.Popen[bytes] | None = None) -> None:
-        """Block until the broker answers a metadata request; BrokerError on death or timeout."""
+    def wait_ready(self, processes: list[subprocess.Popen[bytes]] | None = None) -> None:
+        """Block until the cluster answers a metadata request listing every node; BrokerError
+        when a node dies or on timeout."""
         deadline = time.monotonic() + self.settings.start_timeout_s
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         while time.monotonic() < deadline:
-            if process is not None and process.poll() is not None:
-                raise BrokerError(
-                    f"Kafka exited with code {process.returncode} while starting:\n"
-                    + self._tail_output()
-                )
-            if self.answers(timeout_s=1.0, admin=admin):
-                return
+            for process in processes or []:
+                if process.poll() is not None:
+                    raise BrokerError(
+                        f"Kafka exited with code {process.returncode} while starting:\n"
+                        + self._tail_output()
+                    )
+            try:
+                if len(cluster_metadata(admin, 1.0).brokers) >= self.count:
+                    return
+            except KafkaOperationError:
+                pass
             time.sleep(0.2)
-        if process is not None:  # don't leave a half-started broker behind
+        if processes:  # don't leave a half-started cluster behind
             self.stop()
         raise BrokerError(
             f"Kafka did not answer at {self.bootstrap} within {self.settings.start_timeout_s}s:\n"
@@ -297,46 +290,57 @@ class LocalKafka:
 
     def _tail_output(self, lines: int = 30) -> str:
         text = ""
-        for name in ("server.out", "server.log"):
-            path = self.logs_dir / name
-            if path.exists():
-                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+        for node in self.nodes:
+            for name in ("server.out", "server.log"):
+                path = node.logs_dir / name
+                if path.exists():
+                    tail = path.read_text(errors="replace").splitlines()[-lines:]
+                    text += f"-- node {node.node_id} {name}\n" + "\n".join(tail) + "\n"
         return text or "(no broker output)"
 
     def stop(self) -> bool:
-        """SIGTERM the broker and wait for a clean shutdown (SIGKILL after the stop timeout)."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_path.unlink(missing_ok=True)
-            return False
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:  # it died between the check and the signal
-            self.pid_path.unlink(missing_ok=True)
-            return False
-        if not self._wait_exit(pid, self.settings.stop_timeout_s):
-            logger.warning(
-                "Kafka (pid %s) ignored SIGTERM for %ss; killing it",
-                pid,
-                self.settings.stop_timeout_s,
-            )
-            os.kill(pid, signal.SIGKILL)
-            self._wait_exit(pid, 10)
-        self.pid_path.unlink(missing_ok=True)
-        logger.info("stopped Kafka (pid %s)", pid)
-        return True
+        """SIGTERM every node and wait for a clean shutdown (SIGKILL after the stop timeout);
+        False when none was running. The nodes are signalled together: one by one, the last
+        would wait for a controller quorum that has already gone."""
+        signalled = []
+        for node in self.nodes:
+            pid = self.node_pid(node)
+            if pid is None:
+                node.pid_path.unlink(missing_ok=True)
+                continue
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:  # it died between the check and the signal
+                node.pid_path.unlink(missing_ok=True)
+                continue
+            signalled.append((node, pid))
+        deadline = time.monotonic() + self.settings.stop_timeout_s
+        for node, pid in signalled:
+            if not self._wait_exit(pid, max(deadline - time.monotonic(), 0.1)):
+                logger.warning(
+                    "Kafka node %d (pid %s) ignored SIGTERM for %ss; killing it",
+                    node.node_id, pid, self.settings.stop_timeout_s,
+                )  # fmt: skip
+                os.kill(pid, signal.SIGKILL)
+                self._wait_exit(pid, 10)
+            node.pid_path.unlink(missing_ok=True)
+            logger.info("stopped Kafka node %d (pid %s)", node.node_id, pid)
+        return bool(signalled)
 
-    def kill(self) -> None:
-        """SIGKILL the broker, as a crash would (reliability tests); the pid file stays."""
-        pid = self.pid()
+    def kill(self, node_id: int | None = None) -> None:
+        """SIGKILL a node (the first by default), as a crash would; its pid file stays."""
+        node = self.nodes[(node_id or 1) - 1]
+        pid = self.node_pid(node)
         if pid is None:
-            raise BrokerError("no running broker to kill")
+            raise BrokerError(f"no running node {node.node_id} to kill")
         os.kill(pid, signal.SIGKILL)
         self._wait_exit(pid, 10)
 
     def restart_after_crash(self) -> BrokerStatus:
-        """Start again after :meth:`kill` (the stale pid file is ignored)."""
-        self.pid_path.unlink(missing_ok=True)
+        """Start again after :meth:`kill` (stale pid files are ignored)."""
+        for node in self.nodes:
+            if self.node_pid(node) is None:
+                node.pid_path.unlink(missing_ok=True)
         return self.start()
 
     @staticmethod

@@ -28,17 +28,38 @@ from ridestream.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+def replication_for(
+    admin: AdminClient, replication_factor: int | None, min_insync: int | None
+) -> tuple[int, int]:
+    """The replication factor and min.insync.replicas to create topics with: as given, else 3
+    and 2 on a cluster of three or more brokers, 1 and 1 on a smaller one."""
+    if replication_factor is None:
+        brokers = len(cluster_metadata(admin, 10.0).brokers)
+        replication_factor = 3 if brokers >= 3 else 1
+    if min_insync is None:
+        min_insync = 2 if replication_factor >= 3 else 1
+    return replication_factor, min_insync
+
+
 def create_topics(
     admin: AdminClient,
     names: list[str],
     partitions: int,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
     timeout_s: float = 30.0,
+    min_insync: int | None = None,
 ) -> dict[str, bool]:
-    """Create topics that do not exist yet; returns name → True if created, False if it existed."""
+    """Create topics that do not exist yet; returns name → True if created, False if it existed.
+    Replication as :func:`replication_for` decides."""
+    replicas, insync = replication_for(admin, replication_factor, min_insync)
     futures = admin.create_topics(
         [
-            NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replicas,
+                config={"min.insync.replicas": str(insync)},
+            )
             for name in names
         ],
         operation_timeout=timeout_s,
@@ -49,7 +70,10 @@ def create_topics(
         try:
             future.result()
             created[name] = True
-            logger.info("created topic=%s partitions=%d", name, partitions)
+            logger.info(
+                "created topic=%s partitions=%d replication=%d min.insync=%d",
+                name, partitions, replicas, insync,
+            )  # fmt: skip
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
@@ -67,6 +91,7 @@ def create_project_topics(
         list(settings.topics.names().values()),
         partitions or settings.topics.partitions,
         settings.topics.replication_factor,
+        min_insync=settings.topics.min_insync_replicas,
     )
 
 

@@ -136,8 +136,8 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        """The cluster to talk to: the configured one, else the local broker's listener."""
-        return self.kafka_bootstrap or f"{self.local_kafka.host}:{self.local_kafka.port}"
+        """The cluster to talk to: the configured one, else the local nodes' listeners."""
+        return self.kafka_bootstrap or self.local_kafka.bootstrap()
 
     @property
     def uses_local_kafka(self) -> bool:

@@ -39,8 +39,11 @@ class TopicSettings(Section):
     """Dead letters: what could not be processed, with why."""
     partitions: int = Field(default=6, ge=1)
     """Partitions of the topics `ridestream topics create` makes."""
-    replication_factor: int = Field(default=1, ge=1)
-    """Replication factor of the topics it makes."""
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replication factor of the topics it makes; unset: 3 on a cluster of three or more brokers,
+    else 1."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """Their min.insync.replicas; unset: 2 when the replication factor is 3 or more, else 1."""
 
     def names(self) -> dict[str, str]:
         """Role → full topic name, prefix applied."""
@@ -53,8 +56,11 @@ class TopicSettings(Section):
 
 
 class LocalKafkaSettings(Section):
-    """The single-node KRaft broker that ``ridestream kafka start`` runs from Maven Central jars."""
+    """The local KRaft broker, or cluster, that ``ridestream kafka start`` runs from Maven
+    Central jars: node ``i`` (from 0) listens on ``port + 2i`` and ``controller_port + 2i``."""
 
+    brokers: int = Field(default=1, ge=1, le=9)
+    """Nodes of the local cluster (each a combined broker and controller)."""
     version: str = "4.2.1"
     """Kafka version fetched from Maven Central."""
     host: Literal["127.0.0.1"] = "127.0.0.1"
@@ -73,6 +79,17 @@ class LocalKafkaSettings(Section):
     """How long `kafka start` waits for the broker to answer."""
     stop_timeout_s: float = Field(default=30.0, gt=0)
     """How long `kafka stop` waits for a clean shutdown."""
+
+    def node_ports(self, brokers: int | None = None) -> list[tuple[int, int]]:
+        """(client port, controller port) of each node."""
+        return [
+            (self.port + 2 * i, self.controller_port + 2 * i)
+            for i in range(brokers or self.brokers)
+        ]
+
+    def bootstrap(self, brokers: int | None = None) -> str:
+        """Every node's client listener, comma separated."""
+        return ",".join(f"{self.host}:{port}" for port, _ in self.node_ports(brokers))
 
 
 class PredictorSettings(Section):

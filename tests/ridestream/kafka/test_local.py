@@ -9,7 +9,8 @@ import pytest
 
 from ridestream.kafka.distribution import check_java, parse_java_major
 from ridestream.kafka.exceptions import BrokerError
-from ridestream.kafka.local import LocalKafka, new_cluster_id
+from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.nodes import new_cluster_id
 from tests.conftest import local_kafka_settings
 
 
