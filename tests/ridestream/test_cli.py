@@ -100,6 +100,20 @@ def test_status_of_a_broker_that_is_not_running_exits_1(tmp_path: Path) -> None:
     assert "answers=False" in result.output
 
 
+def test_status_of_a_cluster_lists_every_node(tmp_path: Path) -> None:
+    get_settings.cache_clear()
+    result = CliRunner().invoke(
+        app,
+        ["kafka", "status", "--brokers", "3"],
+        env={"RIDESTREAM_LOCAL_KAFKA__HOME": str(tmp_path), "RIDESTREAM_LOCAL_KAFKA__PORT": "2"},
+    )
+    get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert "bootstrap=127.0.0.1:2,127.0.0.1:4,127.0.0.1:6" in result.output
+    for node, port in ((1, 2), (2, 4), (3, 6)):
+        assert f"node {node}: 127.0.0.1:{port} running=False" in result.output
+
+
 def test_the_console_script_turns_a_known_error_into_one_line_and_exit_1(tmp_path: Path) -> None:
     import os
     import socket
