@@ -237,9 +237,8 @@ class LocalKafka:
         java = java_executable()
         check_java(java)
         self.fetch_jars()
-        if self.count > 1:
-            self.home.mkdir(parents=True, exist_ok=True)
-            (self.home / "cluster.json").write_text(json.dumps({"brokers": self.count}))
+        self.home.mkdir(parents=True, exist_ok=True)  # what status and stop find next time
+        (self.home / "cluster.json").write_text(json.dumps({"brokers": self.count}))
         processes = []
         for node in stopped:
             self._write_config(node)
