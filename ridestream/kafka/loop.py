@@ -22,7 +22,9 @@ subscribe. Then, each cycle:
 
 A Kafka error, a producer queue that stayed full, or one of the work's ``retriable`` errors in
 steps 2–6 aborts the open transaction, rewinds the consumer to the committed offsets and retries
-after an exponential backoff; a fatal error (this producer was fenced) ends the loop. ``stop`` (set by SIGTERM/SIGINT) ends it at a
+after an exponential backoff; a fatal error (this producer was fenced) ends the loop. A rewind
+that fails (a seek in the middle of a rebalance can) is retried before anything is read again:
+otherwise the next commit would carry the positions after the aborted batch. ``stop`` (set by SIGTERM/SIGINT) ends it at a
 cycle's boundary: the last commit is awaited (or aborted), then the clients close.
 """
 
@@ -146,6 +148,9 @@ class ExactlyOnceLoop(Generic[P]):
         self._committing: _Committing[P] | None = None
         self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-commit")
         self._rebalances = 0  # revocations and losses so far: a batch read across one is dropped
+        # A rewind that failed (a seek in the middle of a rebalance): nothing is published until
+        # one succeeds, or the positions after an aborted batch would be committed.
+        self._rewind_pending = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self) -> tuple[Consumer, Producer]:
@@ -232,6 +237,10 @@ class ExactlyOnceLoop(Generic[P]):
         # A queue that stayed full (the broker away for a while) is retried like a Kafka error.
         retriable: tuple[type[Exception], ...] = (KafkaException, QueueFullError, *config.retriable)
         while not stop.is_set():
+            if self._rewind_pending and not self._rewind(consumer):
+                stop.wait(backoff)
+                backoff = min(backoff * 2, config.retry_backoff_max_s)
+                continue
             rebalances = self._rebalances
             messages = batches.next()
             try:
@@ -309,5 +318,17 @@ class ExactlyOnceLoop(Generic[P]):
     def _abort_and_rewind(self, exc: Exception) -> None:
         assert self.consumer is not None
         assert self.producer is not None
-        reason = transactions.abort_and_rewind(self.producer, self.consumer, exc)
+        reason = transactions.abort(self.producer, exc)
+        self._rewind_pending = True
+        self._rewind(self.consumer)  # when it fails, the loop retries it before reading again
         self.work.aborted(reason)
+
+    def _rewind(self, consumer: Consumer) -> bool:
+        """A pending rewind to the committed offsets; False while it still fails."""
+        try:
+            rewind_to_committed(consumer)
+        except KafkaException as exc:
+            logger.warning("rewind still failing (%s); waiting", exc)
+            return False
+        self._rewind_pending = False
+        return True

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from ridestream.exceptions import RidestreamError
 from ridestream.kafka import dlq
-from ridestream.kafka.clients import producer_config, rewind_to_committed
+from ridestream.kafka.clients import producer_config
 from ridestream.kafka.producer import produce_with_room
 from ridestream.settings import KafkaConfigValue, Settings
 
@@ -130,9 +130,10 @@ class CommitInFlight:
         return self._future.result()
 
 
-def abort_and_rewind(producer: Producer, consumer: Consumer, exc: Exception) -> str:
-    """Abort the open transaction and rewind the consumer so its batch is read again; returns the
-    failure's reason code. A fatal error (this producer was fenced) ends the loop instead."""
+def abort(producer: Producer, exc: Exception) -> str:
+    """Abort the open transaction after ``exc``; returns the failure's reason code. A fatal error
+    (this producer was fenced) ends the loop instead. The caller rewinds the consumer next, so
+    the batch is read again."""
     error = exc.args[0] if isinstance(exc, KafkaException) else None
     if isinstance(error, KafkaError) and error.fatal():
         raise RidestreamError(f"fatal Kafka error, this process must stop: {error}") from exc
@@ -144,5 +145,4 @@ def abort_and_rewind(producer: Producer, consumer: Consumer, exc: Exception) -> 
         if abort_error.args[0].fatal():
             raise RidestreamError(f"fatal Kafka error while aborting: {abort_error}") from exc
         logger.warning("abort failed: %s", abort_error)
-    rewind_to_committed(consumer)
     return reason

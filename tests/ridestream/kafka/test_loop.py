@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, _Committing, group_name
 from tests.conftest import make_settings
@@ -79,3 +80,53 @@ def test_group_names_carry_the_topic_prefix() -> None:
     settings = make_settings("127.0.0.1:1", prefix="tenant-a.")
     assert group_name(settings, "predictor", "tip") == "tenant-a.ridestream.predictor.tip"
     assert group_name(settings, "decisions") == "tenant-a.ridestream.decisions"
+
+
+class Work:
+    """Records what the loop tells the work."""
+
+    def __init__(self) -> None:
+        self.aborts: list[str] = []
+
+    def aborted(self, reason: str) -> None:
+        self.aborts.append(reason)
+
+
+class Producer:
+    def abort_transaction(self, timeout: float) -> None:
+        pass
+
+
+class Consumer:
+    """A consumer in the middle of a rebalance: seeking fails until ``settled``."""
+
+    def __init__(self) -> None:
+        self.settled = False
+        self.seeks: list[Any] = []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t", 0)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition("t", 0, 42)]
+
+    def seek(self, partition: TopicPartition) -> None:
+        if not self.settled:
+            raise KafkaException(KafkaError(KafkaError._STATE))
+        self.seeks.append((partition.partition, partition.offset))
+
+
+def test_a_rewind_that_fails_in_a_rebalance_is_retried_before_anything_else() -> None:
+    made = loop()
+    work, consumer = Work(), Consumer()
+    made.work = cast(Any, work)
+    made.consumer, made.producer = cast(Any, consumer), cast(Any, Producer())
+    made._abort_and_rewind(KafkaException(KafkaError(KafkaError._TRANSPORT)))  # no crash
+    assert made._rewind_pending
+    assert work.aborts == ["_TRANSPORT"]
+    assert not made._rewind(cast(Any, consumer))  # still in the rebalance: still pending
+    assert made._rewind_pending
+    consumer.settled = True
+    assert made._rewind(cast(Any, consumer))
+    assert not made._rewind_pending
+    assert consumer.seeks == [(0, 42)]  # back to the committed offset
