@@ -27,7 +27,7 @@ def _met(flag: Any) -> str:
     return "met" if flag else "**missed**"
 
 
-def _figure(path: Path) -> Any:
+def _figure() -> Any:
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=110)
     ax.grid(axis="y", alpha=0.3)
     return fig, ax
@@ -40,7 +40,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _bars(path: Path, rows: list[tuple[str, dict[str, Any]]], key: str, label: str) -> None:
-    fig, ax = _figure(path)
+    fig, ax = _figure()
     ax.bar([name for name, _ in rows], [r[key] for _, r in rows], color="#4c72b0")
     ax.set(ylabel=label)
     ax.tick_params(axis="x", labelsize=8)
@@ -55,7 +55,7 @@ def predict(data: dict[str, Any], plot: Path) -> tuple[list[str], str]:
         "| backend | target | model | " + " | ".join(f"batch {s}" for s in sizes) + " |",
         "| --- | --- | --- | " + " | ".join("---:" for _ in sizes) + " |",
     ]
-    fig, ax = _figure(plot)
+    fig, ax = _figure()
     for backend, targets in table.items():
         for target, row in targets.items():
             rates = [row["rows_per_s"][s] for s in sizes]
@@ -138,7 +138,7 @@ def stream(data: dict[str, Any], plot: Path) -> tuple[list[str], str]:
             f"{peer['rides_per_s']:,.0f} rides/s; ours **{data['part2_ours_over_quix']}×** "
             f"(target ≥ {data['targets']['ours_over_quix']}: {_met(meets['ours_over_quix'])})."
         )
-    fig, ax = _figure(plot)
+    fig, ax = _figure()
     bottom = [0.0] * len(limit)
     for stage in stages:
         values = [limit[b][stage + "_us"] for b in limit]
@@ -160,7 +160,7 @@ def decisions(data: dict[str, Any], plot: Path) -> tuple[list[str], str]:
         "| rides/s | decisions/s | kept up | event → stored decision p50 s | p99 s | target p99 s |",
         "| ---: | ---: | --- | ---: | ---: | ---: |",
     ]
-    fig, ax = _figure(plot)
+    fig, ax = _figure()
     for run in data["runs"]:
         lat = run["latency_event_to_stored_decision_s"]
         lines.append(

@@ -66,27 +66,7 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         """Every node's PLAINTEXT listener, ``127.0.0.1:<port>``, comma separated."""
-        return ",".join(f"{self.settings.host}:{node.port}" for node in self.nodes)
-
-    @property
-    def config_path(self) -> Path:
-        """The first node's server.properties."""
-        return self.nodes[0].config_path
-
-    @property
-    def data_dir(self) -> Path:
-        """The first node's data."""
-        return self.nodes[0].data_dir
-
-    @property
-    def logs_dir(self) -> Path:
-        """The first node's logs."""
-        return self.nodes[0].logs_dir
-
-    @property
-    def pid_path(self) -> Path:
-        """The first node's pid file."""
-        return self.nodes[0].pid_path
+        return self.settings.bootstrap(self.count)
 
     def fetch_jars(self) -> Path:
         """Download Kafka's jars from Maven Central once; later calls return the cache."""

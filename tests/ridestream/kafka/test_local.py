@@ -98,7 +98,7 @@ def test_start_reuses_a_running_broker_and_stop_is_clean(session_broker: LocalKa
     again = session_broker.start()
     assert again.pid == pid
     assert again.answers
-    assert os.path.exists(session_broker.data_dir / "meta.properties")
+    assert os.path.exists(session_broker.nodes[0].data_dir / "meta.properties")
 
 
 @pytest.mark.kafka
@@ -108,19 +108,19 @@ def test_a_broker_stops_cleanly_and_restarts_on_its_formatted_storage(tmp_path: 
         first = broker.start()
         assert first.answers
         assert first.pid is not None
-        meta = (broker.data_dir / "meta.properties").read_text()
+        meta = (broker.nodes[0].data_dir / "meta.properties").read_text()
         assert broker.stop() is True
         assert broker.status().running is False
         assert not broker.answers(timeout_s=1)
         second = broker.start()
         assert second.answers
         assert second.pid != first.pid
-        assert (broker.data_dir / "meta.properties").read_text() == meta  # formatted once
+        assert (broker.nodes[0].data_dir / "meta.properties").read_text() == meta  # formatted once
         # A clean shutdown leaves Kafka's own marker that the logs need no recovery.
         assert broker.stop() is True
-        assert (broker.data_dir / ".kafka_cleanshutdown").exists() or any(
+        assert (broker.nodes[0].data_dir / ".kafka_cleanshutdown").exists() or any(
             "shut down completed" in line
-            for line in (broker.logs_dir / "server.log").read_text().splitlines()
+            for line in (broker.nodes[0].logs_dir / "server.log").read_text().splitlines()
         )
     finally:
         broker.stop()
