@@ -268,9 +268,8 @@ class ExactlyOnceLoop(Generic[P]):
         self._settle()
         if not prepared:
             return
-        if self._rebalances != rebalances:  # read across a rebalance: read it again
-            self._rewind_pending = True
-            self._rewind(consumer)  # when it fails, the next cycle retries it before reading
+        if self._rebalances != rebalances:
+            rewind_to_committed(consumer)  # read across a rebalance: read it again
             return
         self._publish(prepared)
 
