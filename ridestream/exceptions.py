@@ -9,6 +9,8 @@ from __future__ import annotations
 class RidestreamError(Exception):
     """Root of every error ridestream raises on purpose."""
 
+    exit_code = 1  # what a command exits with on it
+
 
 class ConfigurationError(RidestreamError):
     """A setting is missing, malformed or points at something unusable."""

@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
+from confluent_kafka import KafkaException
 from pydantic import ValidationError
 
 from ridestream.cli import kafka, registry
@@ -76,6 +77,9 @@ def main() -> None:
         app()
     except RidestreamError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KafkaException as exc:  # librdkafka refusing a client's options, say
+        typer.echo(f"error: kafka: {exc.args[0].str() if exc.args else exc}", err=True)
         sys.exit(1)
     except ValidationError as exc:  # a malformed RIDESTREAM_* variable
         typer.echo(f"error: invalid settings: {exc}", err=True)

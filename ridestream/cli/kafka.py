@@ -7,9 +7,11 @@ from typing import Annotated
 import typer
 
 from ridestream.cli.common import echo_json, settings
+from ridestream.kafka import acls
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.dlq import replay as replay_letters
 from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.security import PRINCIPALS
 from ridestream.kafka.tail import read_topic
 from ridestream.kafka.topics import create_project_topics, summarize_topics
 
@@ -37,17 +39,37 @@ def kafka_fetch() -> None:
     typer.echo(LocalKafka(settings().local_kafka).fetch_jars())
 
 
+Secure = Annotated[
+    bool | None,
+    typer.Option(
+        "--secure/--plaintext",
+        help="SASL_SSL (SCRAM-SHA-512, TLS from a CA of its own) and ACLs per service, or "
+        "plaintext (default: what the cluster in the home folder was started with, else "
+        "plaintext).",
+    ),
+]
+
+
 @kafka_app.command("start")
-def kafka_start(brokers: Brokers = None) -> None:
+def kafka_start(brokers: Brokers = None, secure: Secure = None) -> None:
     """Start the local broker or cluster, or reuse what runs; returns when every node answers."""
-    local = LocalKafka(settings().local_kafka, brokers)
+    current = settings()
+    local = LocalKafka(current.local_kafka, brokers, secure)
     status = local.start()
     typer.echo(
         f"Kafka {status.version} answers at {status.bootstrap} "
-        f"({len(status.nodes)} node(s), home {status.home})"
+        f"({len(status.nodes)} node(s), {'SASL_SSL' if local.secure else 'plaintext'}, "
+        f"home {status.home})"
     )
     if local.count > 1:
         typer.echo(f"clients: export RIDESTREAM_LOCAL_KAFKA__BROKERS={local.count}")
+    if local.secure:
+        typer.echo(f"ACLs for topics {current.topics.prefix}rides.*: {local.apply_acls(current)}")
+        typer.echo("each service runs as its own principal; give it its credentials with")
+        for principal in PRINCIPALS:
+            typer.echo(
+                f"  {principal:<10} RIDESTREAM_KAFKA_CONFIG_FILE={local.client_config_file(principal)}"
+            )
 
 
 @kafka_app.command("stop")
@@ -61,7 +83,11 @@ def kafka_stop(brokers: Brokers = None) -> None:
 def kafka_status(brokers: Brokers = None) -> None:
     """Each local node: running, answering; exit 1 when nothing answers."""
     status = LocalKafka(settings().local_kafka, brokers).status()
-    typer.echo(f"bootstrap={status.bootstrap} answers={status.answers} home={status.home}")
+    security = "SASL_SSL" if status.secure else "plaintext"
+    typer.echo(
+        f"bootstrap={status.bootstrap} security={security} answers={status.answers} "
+        f"home={status.home}"
+    )
     for node in status.nodes:
         typer.echo(
             f"  node {node.node_id}: {node.bootstrap} running={node.pid is not None} "
@@ -69,6 +95,21 @@ def kafka_status(brokers: Brokers = None) -> None:
         )
     if not status.answers:
         raise typer.Exit(1)
+
+
+@kafka_app.command("acls")
+def kafka_acls(
+    apply: Annotated[
+        bool, typer.Option(help="Create them on the configured cluster (needs ALTER on it).")
+    ] = False,
+) -> None:
+    """Each service principal's ACLs for the configured topics: least privilege."""
+    current = settings()
+    grants = acls.service_grants(current)
+    for grant in grants:
+        typer.echo(grant.line())
+    if apply:
+        typer.echo(f"applied {acls.apply(make_admin(current), grants)} ACL(s)")
 
 
 @topics_app.command("create")

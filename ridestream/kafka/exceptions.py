@@ -13,6 +13,16 @@ class KafkaOperationError(RidestreamError):
         self.cause = cause
 
 
+class AccessDeniedError(KafkaOperationError):
+    """The cluster refused this client: its credentials, or what its principal may do.
+
+    No retry cures it, so services stop on it (exit code 77, EX_NOPERM) rather than retry
+    in a loop: a supervisor should not restart them on that code either.
+    """
+
+    exit_code = 77
+
+
 class DeliveryError(KafkaOperationError):
     """A produced message was not acknowledged by the broker."""
 

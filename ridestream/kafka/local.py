@@ -3,7 +3,9 @@
 Kafka's jars come from Maven Central once (``mvn dependency:copy-dependencies`` into a cache
 outside the repository), storage is formatted once, and the broker runs as a detached ``java``
 process from the machine's Java 17+. ``start`` returns when the broker answers an admin metadata
-request; a broker this runner already started is reused.
+request; a broker this runner already started is reused. A secured cluster (``secure=True``)
+gets its CA, certificates and users from ``ridestream.kafka.security`` and the ACLs of
+``ridestream.kafka.acls``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from ridestream.kafka import acls
 from ridestream.kafka.clients import cluster_metadata
 from ridestream.kafka.distribution import check_java, fetch_jars, java_executable
 from ridestream.kafka.exceptions import BrokerError, KafkaOperationError
@@ -30,7 +33,14 @@ from ridestream.kafka.nodes import (
     node_properties,
     port_in_use,
 )
-from ridestream.settings import LocalKafkaSettings
+from ridestream.kafka.security import (
+    ADMIN,
+    SecureFiles,
+    node_security_properties,
+    provision,
+    scram_arguments,
+)
+from ridestream.settings import KafkaConfigValue, LocalKafkaSettings, Settings, read_properties
 
 logger = logging.getLogger(__name__)
 
@@ -44,23 +54,37 @@ class LocalKafka:
     and ``stop`` find every node without being told.
     """
 
-    def __init__(self, settings: LocalKafkaSettings, brokers: int | None = None) -> None:
+    def __init__(
+        self, settings: LocalKafkaSettings, brokers: int | None = None, secure: bool | None = None
+    ) -> None:
         self.settings = settings
         self.home = settings.home
         self.jars_dir = settings.cache_dir / settings.version / "libs"
-        self.count = brokers or self._recorded_brokers() or settings.brokers
+        recorded = self._recorded()
+        self.count = brokers or int(recorded.get("brokers", 0)) or settings.brokers
+        self.secure = bool(recorded.get("secure", False)) if secure is None else secure
+        self.files = SecureFiles.of(self.home)
         ports = settings.node_ports(self.count)
         self.nodes = [
             Node(i + 1, port, cport, self.home if self.count == 1 else self.home / f"node-{i + 1}")
             for i, (port, cport) in enumerate(ports)
         ]
 
-    def _recorded_brokers(self) -> int | None:
+    def _recorded(self) -> dict[str, int | bool]:
+        """What the cluster in ``home`` was started with: its number of nodes, secured or not."""
         try:
-            count = int(json.loads((self.home / "cluster.json").read_text())["brokers"])
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
-        return count
+            recorded: dict[str, int | bool] = json.loads((self.home / "cluster.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return recorded if isinstance(recorded, dict) else {}
+
+    def admin_options(self) -> dict[str, KafkaConfigValue]:
+        """The client options of the cluster's own administrator (none on a plaintext one)."""
+        return read_properties(self.files.client_config(ADMIN)) if self.secure else {}
+
+    def client_config_file(self, principal: str) -> Path:
+        """The librdkafka options file of a principal of the secured cluster."""
+        return self.files.client_config(principal)
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -79,11 +103,15 @@ class LocalKafka:
     # -- configuration and storage --------------------------------------------------------------
     def server_properties(self, node: Node | None = None) -> str:
         """The configuration of a node (the first by default)."""
-        return node_properties(node or self.nodes[0], self.nodes, self.settings.host)
+        security = node_security_properties(self.files) if self.secure else None
+        return node_properties(node or self.nodes[0], self.nodes, self.settings.host, security)
 
     def _write_config(self, node: Node) -> None:
         node.home.mkdir(parents=True, exist_ok=True)
         node.logs_dir.mkdir(parents=True, exist_ok=True)
+        # Readable by its owner only: a secured node's file holds the admin's password.
+        node.config_path.touch(mode=0o600)
+        node.config_path.chmod(0o600)
         node.config_path.write_text(self.server_properties(node))
         (node.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES.format(logs=node.logs_dir))
 
@@ -118,6 +146,7 @@ class LocalKafka:
         node = node or self.nodes[0]
         if (node.data_dir / "meta.properties").exists():
             return
+        users = scram_arguments(self.files) if self.secure else []
         cluster_id = new_cluster_id() if self.count == 1 else self._cluster_id()
         logger.info("formatting Kafka storage in %s (cluster id %s)", node.data_dir, cluster_id)
         # One node forms its quorum alone; a cluster's voters are fixed in its configuration.
@@ -125,7 +154,7 @@ class LocalKafka:
         result = subprocess.run(
             self._java_command(
                 java, node, "kafka.tools.StorageTool", "format", *quorum,
-                "-t", cluster_id, "-c", str(node.config_path),
+                "-t", cluster_id, "-c", str(node.config_path), *users,
             ),
             capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -153,14 +182,25 @@ class LocalKafka:
         self, timeout_s: float = 2.0, admin: AdminClient | None = None, bootstrap: str | None = None
     ) -> bool:
         """True when a broker at the bootstrap address answers a metadata request."""
-        admin = admin or AdminClient(
-            {"bootstrap.servers": bootstrap or self.bootstrap, "log_level": 0}
-        )
+        admin = admin or self._admin(bootstrap)
         try:
             cluster_metadata(admin, timeout_s)
         except KafkaOperationError:
             return False
         return True
+
+    def _admin(self, bootstrap: str | None = None) -> AdminClient:
+        return AdminClient(
+            {
+                "bootstrap.servers": bootstrap or self.bootstrap,
+                "log_level": 0,
+                **self.admin_options(),
+            }
+        )
+
+    def apply_acls(self, settings: Settings) -> int:
+        """Create every service's ACLs for the topics of ``settings``, as the cluster's admin."""
+        return acls.apply(self._admin(), acls.service_grants(settings))
 
     def status(self) -> BrokerStatus:
         """Whether our nodes run, and whether anything answers at their addresses."""
@@ -181,6 +221,7 @@ class LocalKafka:
             home=self.home,
             version=self.settings.version,
             nodes=nodes,
+            secure=self.secure,
         )
 
     def _check_ports(self, node: Node) -> bool:
@@ -217,8 +258,13 @@ class LocalKafka:
         java = java_executable()
         check_java(java)
         self.fetch_jars()
+        self._check_security_matches(stopped)
         self.home.mkdir(parents=True, exist_ok=True)  # what status and stop find next time
-        (self.home / "cluster.json").write_text(json.dumps({"brokers": self.count}))
+        if self.secure:
+            provision(self.home, self.settings.host)
+        (self.home / "cluster.json").write_text(
+            json.dumps({"brokers": self.count, "secure": self.secure})
+        )
         processes = []
         for node in stopped:
             self._write_config(node)
@@ -242,11 +288,23 @@ class LocalKafka:
         self.wait_ready(processes)
         return self.status()
 
+    def _check_security_matches(self, nodes: list[Node]) -> None:
+        """A node's storage holds its users from the day it was formatted: a plaintext cluster
+        cannot be started secured, nor the other way round, without formatting it again."""
+        formatted = [node for node in nodes if (node.data_dir / "meta.properties").exists()]
+        recorded = bool(self._recorded().get("secure", False))
+        if formatted and recorded != self.secure:
+            was, now = ("secured", "plaintext") if recorded else ("plaintext", "secured")
+            raise BrokerError(
+                f"the cluster in {self.home} was formatted {was}; to start it {now}, stop it and "
+                "remove that folder, or give it another RIDESTREAM_LOCAL_KAFKA__HOME"
+            )
+
     def wait_ready(self, processes: list[subprocess.Popen[bytes]] | None = None) -> None:
         """Block until the cluster answers a metadata request listing every node; BrokerError
         when a node dies or on timeout."""
         deadline = time.monotonic() + self.settings.start_timeout_s
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = self._admin()
         while time.monotonic() < deadline:
             for process in processes or []:
                 if process.poll() is not None:

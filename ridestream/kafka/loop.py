@@ -41,8 +41,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from ridestream.kafka import transactions
-from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
-from ridestream.kafka.exceptions import QueueFullError
+from ridestream.kafka.clients import Batches, consumer_config, refusal, rewind_to_committed
+from ridestream.kafka.exceptions import AccessDeniedError, QueueFullError
 from ridestream.runtime import settle_for_streaming
 from ridestream.settings import DecisionSettings, KafkaConfigValue, PredictorSettings, Settings
 
@@ -165,7 +165,11 @@ class ExactlyOnceLoop(Generic[P]):
         producer = transactions.transactional_producer(
             self.settings, self.transactional_id, self.config.transaction_timeout_ms
         )
-        producer.init_transactions(30)
+        try:
+            producer.init_transactions(30)
+        except KafkaException as exc:
+            self._stop_if_refused(exc)
+            raise
         self.consumer, self.producer = consumer, producer
         return consumer, producer
 
@@ -246,6 +250,7 @@ class ExactlyOnceLoop(Generic[P]):
             try:
                 self._cycle(consumer, batches, messages, rebalances)
             except retriable as exc:
+                self._stop_if_refused(exc)
                 with contextlib.suppress(KafkaException):
                     self._settle()  # a commit still running ends first; a failed one is aborted
                 self._abort_and_rewind(exc)
@@ -255,6 +260,16 @@ class ExactlyOnceLoop(Generic[P]):
             backoff = config.retry_backoff_s
             if after_cycle is not None:
                 after_cycle()
+
+    def _stop_if_refused(self, exc: Exception) -> None:
+        """Authorization and authentication errors end the loop: no retry cures them."""
+        reason = refusal(exc, reported=False)
+        if reason is not None:
+            raise AccessDeniedError(
+                f"{self.name} (group {self.group}, transactional id {self.transactional_id}) "
+                "was refused by the cluster; check its principal's ACLs (ridestream kafka acls)",
+                reason,
+            ) from exc
 
     def _cycle(
         self, consumer: Consumer, batches: Batches, messages: list[Message], rebalances: int

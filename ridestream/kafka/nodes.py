@@ -69,6 +69,7 @@ class BrokerStatus:
     home: Path
     version: str
     nodes: tuple[NodeStatus, ...] = ()
+    secure: bool = False  # SASL_SSL and ACLs, or plaintext
 
     @property
     def running(self) -> bool:
@@ -106,9 +107,17 @@ class Node:
         return self.home / "kafka.pid"
 
 
-def node_properties(node: Node, nodes: Sequence[Node], host: str) -> str:
+def node_properties(
+    node: Node, nodes: Sequence[Node], host: str, security: Sequence[str] | None = None
+) -> str:
     """A combined broker and controller on loopback. On three nodes or more, internal topics
-    and new topics are replicated three times and need two in-sync replicas."""
+    and new topics are replicated three times and need two in-sync replicas.
+
+    With ``security`` (``ridestream.kafka.security.node_security_properties``) the client
+    listener is SASL_SSL and the controller listener TLS; without, both are plaintext.
+    """
+    client = "SASL_SSL" if security is not None else "PLAINTEXT"
+    controller = "SSL" if security is not None else "PLAINTEXT"
     replicas = 3 if len(nodes) >= 3 else 1
     insync = 2 if replicas >= 3 else 1
     if len(nodes) == 1:
@@ -123,11 +132,12 @@ def node_properties(node: Node, nodes: Sequence[Node], host: str) -> str:
             "process.roles=broker,controller",
             f"node.id={node.node_id}",
             quorum,
-            f"listeners=PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
+            f"listeners={client}://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
+            f"advertised.listeners={client}://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"inter.broker.listener.name={client}",
+            f"listener.security.protocol.map={client}:{client},CONTROLLER:{controller}",
+            *(security or ()),
             f"log.dirs={node.data_dir}",
             "num.partitions=6",
             f"default.replication.factor={replicas}",

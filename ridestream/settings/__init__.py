@@ -3,7 +3,9 @@
 Nested groups use ``__``: ``RIDESTREAM_TOPICS__PREFIX=tenant-a.``,
 ``RIDESTREAM_LOCAL_KAFKA__PORT=19092``. librdkafka options pass through unchanged, under their own
 names, as a JSON object: ``RIDESTREAM_KAFKA_CONFIG='{"security.protocol": "SASL_SSL",
-"sasl.mechanism": "PLAIN", "sasl.username": "...", "sasl.password": "..."}'``.
+"sasl.mechanism": "PLAIN", "sasl.username": "...", "sasl.password": "..."}'``, or from a file
+of ``key=value`` lines (Kafka's ``client.properties``), ``RIDESTREAM_KAFKA_CONFIG_FILE``: the way
+to hand a service its credentials without putting them in its environment.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
     "Settings",
     "TopicSettings",
     "get_settings",
+    "read_properties",
     "redact",
     "redact_url",
 ]
@@ -67,6 +70,22 @@ def redact(config: dict[str, KafkaConfigValue]) -> dict[str, KafkaConfigValue]:
         key: "***" if any(marker in key.lower() for marker in _SECRET_MARKERS) else value
         for key, value in config.items()
     }
+
+
+def read_properties(path: Path) -> dict[str, KafkaConfigValue]:
+    """``key=value`` lines (``#`` and ``!`` start comments), as Java's and librdkafka's property
+    files hold client options."""
+    options: dict[str, KafkaConfigValue] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            # The line may hold a secret: say where it is, never what it says.
+            raise ValueError(f"{path}:{number}: expected key=value")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def redact_url(url: str | None) -> str | None:
@@ -96,6 +115,8 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="librdkafka options for every client (security.protocol, sasl.*, ssl.*).",
     )
+    kafka_config_file: Path | None = None
+    """A file of librdkafka options (key=value lines) for every client; kafka_config wins."""
     producer_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
     """librdkafka options for producers only (JSON)."""
     consumer_config: dict[str, KafkaConfigValue] = Field(default_factory=dict)
@@ -133,6 +154,25 @@ class Settings(BaseSettings):
         if "bootstrap.servers" in value:
             raise ValueError("set bootstrap.servers through RIDESTREAM_KAFKA_BOOTSTRAP")
         return value
+
+    @field_validator("kafka_config_file")
+    @classmethod
+    def _readable_options(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        try:
+            options = read_properties(value)
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from exc
+        if "bootstrap.servers" in options:
+            raise ValueError("set bootstrap.servers through RIDESTREAM_KAFKA_BOOTSTRAP")
+        return value
+
+    @property
+    def client_options(self) -> dict[str, KafkaConfigValue]:
+        """The librdkafka options every client gets: the file's, then kafka_config's."""
+        from_file = read_properties(self.kafka_config_file) if self.kafka_config_file else {}
+        return {**from_file, **self.kafka_config}
 
     @property
     def bootstrap_servers(self) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -72,3 +74,30 @@ def test_redact_masks_secrets_only() -> None:
 def test_bootstrap_servers_must_come_from_its_own_setting() -> None:
     with pytest.raises(ValidationError, match="RIDESTREAM_KAFKA_BOOTSTRAP"):
         Settings(_env_file=None, kafka_config={"bootstrap.servers": "x:9092"})  # type: ignore[call-arg]
+
+
+def test_client_options_come_from_a_properties_file_and_kafka_config_wins(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text(
+        "# a comment\n! another\n\nsecurity.protocol = SASL_SSL\nsasl.password=p=w\nlinger.ms=7\n"
+    )
+    settings = Settings(_env_file=None, kafka_config_file=path, kafka_config={"linger.ms": 9})  # type: ignore[call-arg]
+    assert settings.client_options == {
+        "security.protocol": "SASL_SSL",
+        "sasl.password": "p=w",
+        "linger.ms": 9,
+    }
+
+
+def test_a_bad_properties_file_is_refused_without_echoing_its_lines(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.write_text("sasl.password hunter2\n")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None, kafka_config_file=path)  # type: ignore[call-arg]
+    assert "client.properties:1: expected key=value" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+    with pytest.raises(ValidationError, match="cannot read"):
+        Settings(_env_file=None, kafka_config_file=tmp_path / "missing")  # type: ignore[call-arg]
+    path.write_text("bootstrap.servers=elsewhere:9092\n")
+    with pytest.raises(ValidationError, match="RIDESTREAM_KAFKA_BOOTSTRAP"):
+        Settings(_env_file=None, kafka_config_file=path)  # type: ignore[call-arg]

@@ -10,6 +10,7 @@ import pytest
 from ridestream.kafka.distribution import check_java, parse_java_major
 from ridestream.kafka.exceptions import BrokerError
 from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.security import provision
 from ridestream.kafka.nodes import new_cluster_id
 from tests.conftest import local_kafka_settings
 
@@ -81,6 +82,32 @@ def test_server_properties_bind_loopback_with_single_node_replication(tmp_path: 
     assert props["transaction.state.log.min.isr"] == "1"
     assert props["offsets.topic.replication.factor"] == "1"
     assert props["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_a_secured_node_speaks_sasl_ssl_to_clients_and_mutual_tls_to_controllers(
+    tmp_path: Path,
+) -> None:
+    settings = local_kafka_settings(tmp_path)
+    local = LocalKafka(settings, secure=True)
+    provision(local.home, settings.host)
+    props = dict(
+        line.split("=", 1)
+        for line in local.server_properties().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert props["listeners"].startswith(f"SASL_SSL://127.0.0.1:{settings.port},")
+    assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:SSL"
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:CN=ridestream-node"
+    assert "StandardAuthorizer" in props["authorizer.class.name"]
+    # A plaintext cluster's storage cannot be started secured: its users were never written.
+    plain = LocalKafka(local_kafka_settings(tmp_path / "plain"))
+    plain.nodes[0].data_dir.mkdir(parents=True)
+    (plain.nodes[0].data_dir / "meta.properties").write_text("")
+    with pytest.raises(BrokerError, match="formatted plaintext"):
+        LocalKafka(plain.settings, secure=True).start()
 
 
 def test_cluster_ids_are_kafka_shaped_and_never_look_like_an_option() -> None:
