@@ -10,8 +10,8 @@ import pytest
 from ridestream.kafka.distribution import check_java, parse_java_major
 from ridestream.kafka.exceptions import BrokerError
 from ridestream.kafka.local import LocalKafka
-from ridestream.kafka.security import provision
 from ridestream.kafka.nodes import new_cluster_id
+from ridestream.kafka.security import provision
 from tests.conftest import local_kafka_settings
 
 
