@@ -66,6 +66,17 @@ class PredictorMetrics:
             "ridestream_consumer_lag", "Consumer lag per partition", "target", "topic", "partition"
         )
         self.model = metric.info("ridestream_model", "Model versions in use", "target", "role")
+        self.assigned = metric.gauge(
+            "ridestream_assigned_partitions",
+            "Partitions this replica consumes (its share of the target's group)",
+            "target",
+            "topic",
+        )
+
+    def assignment(self, partitions: dict[str, int]) -> None:
+        """Record how many partitions of each topic this replica holds."""
+        for topic, count in partitions.items():
+            self.assigned.labels(self.target, topic).set(count)
 
     def model_in_use(self, role: str, name: str, version: str) -> None:
         """Record which model version serves a role."""

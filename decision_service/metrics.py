@@ -28,6 +28,11 @@ class DecisionMetrics:
             "ridestream_decision_dead_letters_total", "Messages sent to the DLQ", "reason"
         )
         self.pending = metric.gauge("ridestream_pending_joins", "Rides waiting for predictions")
+        self.assigned = metric.gauge(
+            "ridestream_decision_assigned_partitions",
+            "Partitions this replica consumes (its share of the group)",
+            "topic",
+        )
         self.latency = metric.histogram(
             "ridestream_event_to_decision_seconds",
             "From the RideStarted event time to the stored decision",

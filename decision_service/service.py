@@ -142,6 +142,7 @@ class DecisionService:
                 # Static membership: a restarted replica takes its partitions back at once
                 # instead of the group waiting out the dead member's session.
                 consumer_overrides={"group.instance.id": self.transactional_id},
+                on_assignment=self._assignment,
             ),
             group=self.group,
             transactional_id=self.transactional_id,
@@ -302,6 +303,10 @@ class DecisionService:
     def aborted(self, reason: str) -> None:
         """After a failed batch was aborted and rewound."""
         self.metrics.aborts.labels(reason).inc()
+
+    def _assignment(self, partitions: dict[str, int]) -> None:
+        for topic, count in partitions.items():
+            self.metrics.assigned.labels(topic).set(count)
 
     def _decide(
         self, ride_id: str, chosen: dict[str, StoredPrediction], decided_at: datetime

@@ -122,8 +122,20 @@ def producer_config(settings: Settings, **overrides: KafkaConfigValue) -> Config
     }
 
 
+# A member that stops heartbeating loses its partitions after this long: a SIGKILLed replica's
+# partitions are served again within about 10 s plus a rebalance. Kafka's 45 s default trades
+# that for tolerance of long pauses; heartbeats come from librdkafka's own thread, so a busy
+# Python loop does not miss them.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 2_000
+
+
 def consumer_config(settings: Settings, group_id: str, **overrides: KafkaConfigValue) -> Config:
-    """A consumer config that commits only what the caller says is done, reading committed data."""
+    """A consumer config that commits only what the caller says is done, reading committed data.
+
+    Rebalances are cooperative (incremental): a replica joining or leaving moves only the
+    partitions that change hands, and the other members keep consuming the rest.
+    """
     return {
         **common_config(settings),
         "group.id": group_id,
@@ -131,6 +143,9 @@ def consumer_config(settings: Settings, group_id: str, **overrides: KafkaConfigV
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
         **settings.consumer_config,
         **overrides,
     }

@@ -94,6 +94,8 @@ class LoopConfig:
     retriable: tuple[type[Exception], ...] = ()  # the work's errors that a retry can cure
     consumer_overrides: dict[str, KafkaConfigValue] = field(default_factory=dict)
     stats_cb: Callable[[str], None] | None = None
+    # Told the partitions this replica holds, per topic, after every change of its assignment.
+    on_assignment: Callable[[dict[str, int]], None] | None = None
 
     @classmethod
     def of(cls, section: PredictorSettings | DecisionSettings, **options: Any) -> LoopConfig:
@@ -151,6 +153,7 @@ class ExactlyOnceLoop(Generic[P]):
         # A rewind that failed (a seek in the middle of a rebalance): nothing is published until
         # one succeeds, or the positions after an aborted batch would be committed.
         self._rewind_pending = False
+        self._assigned: set[tuple[str, int]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self) -> tuple[Consumer, Producer]:
@@ -176,7 +179,29 @@ class ExactlyOnceLoop(Generic[P]):
     def subscribe(self) -> None:
         """Join the group for the loop's topics."""
         assert self.consumer is not None
-        self.consumer.subscribe(self.topics, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.consumer.subscribe(
+            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    @property
+    def assigned(self) -> dict[str, int]:
+        """Partitions this replica holds, per topic."""
+        counts = dict.fromkeys(self.topics, 0)
+        for topic, _ in self._assigned:
+            counts[topic] = counts.get(topic, 0) + 1
+        return counts
+
+    def _assignment_changed(self, partitions: list[TopicPartition], added: bool) -> None:
+        keys = {(p.topic, p.partition) for p in partitions}
+        self._assigned = self._assigned | keys if added else self._assigned - keys
+        if self.config.on_assignment is not None:
+            self.config.on_assignment(self.assigned)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Cooperative rebalancing hands over only what moves: ``partitions`` is what was added
+        # (the client assigns them itself once this returns).
+        logger.info("partitions assigned: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+        self._assignment_changed(partitions, added=True)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Rebalance callbacks run inside consume(): no transaction is open for producing then,
@@ -187,6 +212,7 @@ class ExactlyOnceLoop(Generic[P]):
         # aborts and rewinds if it failed.
         self._rebalances += 1
         logger.info("partitions revoked: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+        self._assignment_changed(partitions, added=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._rebalances += 1
@@ -194,6 +220,7 @@ class ExactlyOnceLoop(Generic[P]):
             "partitions lost (nothing is committed for them): %s",
             [f"{p.topic}[{p.partition}]" for p in partitions],
         )
+        self._assignment_changed(partitions, added=False)
 
     def run(
         self,
