@@ -1,4 +1,4 @@
-"""Replicas under load: predictor and decision-service replicas join and die mid-stream.
+"""ServiceProcesss under load: predictor and decision-service replicas join and die mid-stream.
 
 Three replicas of the duration predictor (the second and third started during a 20,000-ride
 stream, the second then SIGKILLed) and two of the decision service (the second started, the
@@ -10,10 +10,6 @@ share of the partitions is in its /metrics.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy
 
@@ -33,8 +28,9 @@ from ridestream.ml.tlc import month_file
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore
-from tests.conftest import free_port, make_settings
-from tests.helpers import consume_all
+from tests.conftest import make_settings
+from tests.helpers import consume_all, keys
+from tests.processes import ServiceProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -43,51 +39,7 @@ PARTITIONS = 6
 FAILOVER_S = 15.0
 
 
-class Replica:
-    """One `ridestream` service process with its own /metrics port and log."""
-
-    def __init__(self, name: str, env: dict[str, str], logs: Path, *args: str) -> None:
-        self.name, self.port, self.log_path = name, free_port(), logs / f"{name}.log"
-        command = [
-            str(Path(sys.executable).with_name("ridestream")), *args,
-            "--instance-id", name, "--metrics-port", str(self.port),
-        ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def assigned(self, metric: str) -> int:
-        """Partitions this replica holds, summed over topics (0 while /metrics does not answer)."""
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
-        except httpx.HTTPError:
-            return 0
-        return sum(int(float(v)) for v in re.findall(rf"^{metric}{{[^}}]*}} (\S+)$", text, re.M))
-
-    def wait_started(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while " started" not in self.log:
-            assert self.process.poll() is None, self.log[-3000:]
-            assert time.monotonic() < deadline, f"{self.name} did not start"
-            time.sleep(0.2)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-def served_again_after(replicas: list[Replica], metric: str, total: int) -> float:
+def served_again_after(replicas: list[ServiceProcess], metric: str, total: int) -> float:
     """Seconds until the replicas together hold ``total`` partitions again."""
     start = time.monotonic()
     while sum(r.assigned(metric) for r in replicas) < total:
@@ -132,15 +84,15 @@ def test_replicas_join_and_die_mid_stream_and_exactly_once_holds(
         "RIDESTREAM_DECISIONS__DRIFT__ENABLED": "false",
     }
 
-    def start(name: str, *args: str) -> Replica:
-        replica = Replica(name, env, tmp_path, *args)
+    def start(name: str, *args: str) -> ServiceProcess:
+        replica = ServiceProcess(name, env, tmp_path, *args)
         replicas.append(replica)
         return replica
 
-    def predictor(name: str, target: str) -> Replica:
+    def predictor(name: str, target: str) -> ServiceProcess:
         return start(name, "predict", "--target", target)
 
-    replicas: list[Replica] = []
+    replicas: list[ServiceProcess] = []
     duration = "ridestream_assigned_partitions"
     decision = "ridestream_decision_assigned_partitions"
     try:
@@ -206,13 +158,13 @@ def wait_until(read: Callable[[], list[int] | None], timeout_s: float = 60) -> l
     return found
 
 
-def _shares(*replicas: Replica, metric: str) -> list[int] | None:
+def _shares(*replicas: ServiceProcess, metric: str) -> list[int] | None:
     shares = [r.assigned(metric) for r in replicas]
     return shares if all(shares) and sum(shares) == PARTITIONS else None
 
 
 def _wait_for_everything(
-    settings: Settings, store_url: str, replicas: list[Replica]
+    settings: Settings, store_url: str, replicas: list[ServiceProcess]
 ) -> tuple[list[tuple[str, str]], Counter[str]]:
     """Champion predictions (target, ride) and decisions per ride, once every ride has them."""
     serde = SingleObjectSerde(PREDICTION)
@@ -228,7 +180,7 @@ def _wait_for_everything(
     finally:
         store.close()
     messages = consume_all(settings, settings.topics.full("predictions"), idle_timeout_s=5)
-    decoded = [serde.decode(m.value()) for m in messages]
+    decoded = [serde.decode(m.value() or b"") for m in messages]
     champions = [(p["target"], p["ride_id"]) for p in decoded if p["role"] == "champion"]
     published = consume_all(settings, settings.topics.full("decisions"), idle_timeout_s=5)
-    return champions, Counter(m.key().decode() for m in published)
+    return champions, Counter(keys(published))

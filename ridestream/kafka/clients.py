@@ -1,14 +1,13 @@
 """Client configuration and factories: one place that turns Settings into librdkafka configs.
 
-librdkafka options from the settings (``kafka_config_file`` and ``kafka_config`` for every client,
-then ``producer_config`` / ``consumer_config``) are passed through unchanged and win over the defaults here, so SASL/SSL,
-tuning and client ids are a setting away.
+librdkafka options from the settings (``kafka_config_file`` and ``kafka_config`` for every
+client, then ``producer_config`` / ``consumer_config``) are passed through unchanged and win over
+the defaults here, so SASL/SSL, tuning and client ids are a setting away.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,89 +16,21 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, ClusterMetadata  # type: ignore[attr-defined]
 
+from ridestream.kafka import refusals
 from ridestream.kafka.exceptions import AccessDeniedError, KafkaOperationError
 from ridestream.settings import KafkaConfigValue, Settings
 
 logger = logging.getLogger(__name__)
-librdkafka_logger = logging.getLogger("ridestream.librdkafka")
 
 Config = dict[str, Any]
-
-
-# What no retry cures: the cluster refused the client's credentials or its principal's rights.
-REFUSALS = frozenset(
-    {
-        KafkaError._AUTHENTICATION,
-        KafkaError._SSL,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    }
-)
-# librdkafka reports a refused handshake on the client's error callback, while the call that
-# waited for the cluster only times out: the last refusal is kept to say why.
-_last_refusal: list[str] = []
-# A plaintext client on a TLS listener is only ever told "transport failure"; librdkafka's log
-# line is the one clue (the broker hangs up before answering the first request).
-PLAINTEXT_ON_TLS_HINT = (
-    "the broker closed every connection before its first answer: is this client speaking "
-    "plaintext to a TLS listener? (security.protocol, RIDESTREAM_KAFKA_CONFIG_FILE)"
-)
-TLS_WITHOUT_SASL_HINT = (
-    "the broker hung up as soon as TLS was up: does its listener expect SASL? "
-    "(security.protocol=SASL_SSL, sasl.mechanism, sasl.username, sasl.password)"
-)
-_hints: list[str] = []
-_HUNG_UP_AFTER_TLS = re.compile(r"SSL connection closed by peer \(after \d{1,3}ms in state UP")
-
-
-class _LibrdkafkaLog(logging.LoggerAdapter[logging.Logger]):
-    """librdkafka's log lines into ``ridestream.librdkafka``, watched for a refused handshake
-    whatever the level logged."""
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        message = str(msg) % args if args else str(msg)
-        if "in state APIVERSION_QUERY" in message:
-            _hints[:] = [PLAINTEXT_ON_TLS_HINT]
-        elif _HUNG_UP_AFTER_TLS.search(message):
-            _hints[:] = [TLS_WITHOUT_SASL_HINT]
-        self.logger.log(level, "%s", message)
-
-
-_librdkafka_log = _LibrdkafkaLog(librdkafka_logger)
-
-
-def _log_client_error(error: Any) -> None:
-    # Transient by design (librdkafka retries); fatal ones also surface on the calls themselves.
-    # Connection failures are already in librdkafka's own log line: don't say them twice.
-    code = getattr(error, "code", lambda: None)()
-    if code in REFUSALS:
-        _last_refusal[:] = [str(error.str())]
-    transient = code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
-    librdkafka_logger.log(
-        logging.DEBUG if transient else logging.WARNING, "kafka client error: %s", error
-    )
-
-
-def refusal(exc: BaseException, *, reported: bool = True) -> str | None:
-    """Why the cluster refused a client, if ``exc`` says it did (or, with ``reported``, the
-    client's last reported error: a handshake refused while the call only timed out)."""
-    if not isinstance(exc, KafkaException):
-        return None
-    error = exc.args[0] if exc.args else None
-    if isinstance(error, KafkaError) and error.code() in REFUSALS:
-        return str(error.str())
-    return _last_refusal[0] if reported and _last_refusal else None
 
 
 def common_config(settings: Settings) -> Config:
     """What every client gets: bootstrap servers, pass-through options, logging into Python."""
     return {
         "bootstrap.servers": settings.bootstrap_servers,
-        "logger": _librdkafka_log,
-        "error_cb": _log_client_error,
+        "logger": refusals.librdkafka_log,
+        "error_cb": refusals.log_client_error,
         **settings.client_options,
     }
 
@@ -159,15 +90,14 @@ def make_admin(settings: Settings, **overrides: KafkaConfigValue) -> AdminClient
 def cluster_metadata(admin: AdminClient, timeout_s: float) -> ClusterMetadata:
     """Ask the cluster for its metadata: the cheapest proof that a broker answers.
     AccessDeniedError when the cluster refused the client on the way."""
-    _last_refusal.clear()
-    _hints.clear()
+    refusals.forget()
     try:
         return admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         admin.poll(0)  # serves the error callbacks that say why, if the cluster refused us
-        if (reason := refusal(exc)) is not None:
+        if (reason := refusals.refusal(exc)) is not None:
             raise AccessDeniedError("the cluster refused this client", reason) from exc
-        hint = f" ({_hints[0]})" if _hints else ""
+        hint = f" ({refusals.hint()})" if refusals.hint() else ""
         raise KafkaOperationError(
             f"the cluster did not answer a metadata request{hint}", exc.args[0]
         ) from exc

@@ -41,8 +41,9 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from ridestream.kafka import transactions
-from ridestream.kafka.clients import Batches, consumer_config, refusal, rewind_to_committed
+from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
 from ridestream.kafka.exceptions import AccessDeniedError, QueueFullError
+from ridestream.kafka.refusals import refusal
 from ridestream.runtime import settle_for_streaming
 from ridestream.settings import DecisionSettings, KafkaConfigValue, PredictorSettings, Settings
 

@@ -4,9 +4,7 @@ with SCRAM users and a CA of its own, and ACLs that give each service principal 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,21 +13,17 @@ from pathlib import Path
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer
 
-from ridestream.kafka.clients import (
-    PLAINTEXT_ON_TLS_HINT,
-    TLS_WITHOUT_SASL_HINT,
-    cluster_metadata,
-    make_admin,
-    producer_config,
-)
+from ridestream.kafka.clients import cluster_metadata, make_admin, producer_config
 from ridestream.kafka.exceptions import AccessDeniedError, KafkaOperationError
 from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.refusals import PLAINTEXT_ON_TLS_HINT, TLS_WITHOUT_SASL_HINT
 from ridestream.kafka.security import PRINCIPALS, SecureFiles, provision
 from ridestream.kafka.topics import create_project_topics
 from ridestream.ml.tlc import month_file
 from ridestream.settings import Settings, TopicSettings
 from tests.conftest import local_cluster_settings
 from tests.helpers import consume_all, keys
+from tests.processes import ServiceProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -129,7 +123,7 @@ def test_a_predictor_may_not_write_decisions_nor_read_another_groups_offsets(
     secured: LocalKafka, topics: Settings
 ) -> None:
     predictor = as_principal(secured, "predictor", prefix=topics.topics.prefix)
-    errors: list[KafkaError] = []
+    errors: list[KafkaError | None] = []
     producer = Producer(producer_config(predictor))
     producer.produce(
         topics.topics.full("decisions"), b"x", on_delivery=lambda err, _msg: errors.append(err)
@@ -183,31 +177,23 @@ class Services:
             "RIDESTREAM_DECISIONS__DRIFT__ENABLED": "false",
         }
         self.env.pop("RIDESTREAM_KAFKA_BOOTSTRAP", None)
-        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.processes: dict[str, ServiceProcess] = {}
 
     def start(self, principal: str, name: str, *args: str) -> subprocess.Popen[bytes]:
         env = {
             **self.env,
             "RIDESTREAM_KAFKA_CONFIG_FILE": str(self.local.client_config_file(principal)),
         }
-        log = (self.logs / f"{name}.log").open("ab")
-        command = [str(Path(sys.executable).with_name("ridestream")), *args]
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.processes.append((name, process))
-        return process
+        service = ServiceProcess(name, env, self.logs, *args, replica=False)
+        self.processes[name] = service
+        return service.process
 
     def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")
+        return self.processes[name].log
 
     def stop(self) -> None:
-        for _, process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _, process in self.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for service in self.processes.values():
+            service.stop()
 
 
 def test_a_service_the_cluster_refuses_stops_with_exit_77_not_a_retry_loop(
@@ -254,8 +240,8 @@ def test_the_pipeline_runs_on_the_secured_cluster_and_no_log_holds_a_password(
             idle_timeout_s=90,
             deadline_s=240,
         )
-        for name, process in services.processes:
-            assert process.poll() is None or name == "replay", services.log(name)[-3000:]
+        for name, service in services.processes.items():
+            assert service.process.poll() is None or name == "replay", service.log[-3000:]
     finally:
         services.stop()
     assert sorted(set(keys(decisions))) == [f"sec-{i:07d}" for i in range(rides)]
