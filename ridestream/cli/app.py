@@ -79,6 +79,8 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KafkaException as exc:  # librdkafka refusing a client's options, say
+        # No service should let one escape: where it came from goes to the log.
+        logger.debug("unhandled Kafka error", exc_info=exc)
         typer.echo(f"error: kafka: {exc.args[0].str() if exc.args else exc}", err=True)
         sys.exit(1)
     except ValidationError as exc:  # a malformed RIDESTREAM_* variable

@@ -23,6 +23,20 @@ class AccessDeniedError(KafkaOperationError):
     exit_code = 77
 
 
+class ProducerFailedError(KafkaOperationError):
+    """A transactional producer hit a fatal error: that instance can never be used again.
+
+    ``fenced``: another producer with the same transactional id took over (a second replica
+    under the same instance id, or a zombie's successor); this one must stop. Otherwise (a
+    transaction the coordinator lost track of when its broker died, say) a new producer under
+    the same id takes over and the batch is read again.
+    """
+
+    def __init__(self, message: str, cause: object | None = None, *, fenced: bool) -> None:
+        super().__init__(message, cause)
+        self.fenced = fenced
+
+
 class DeliveryError(KafkaOperationError):
     """A produced message was not acknowledged by the broker."""
 

@@ -22,10 +22,13 @@ subscribe. Then, each cycle:
 
 A Kafka error, a producer queue that stayed full, or one of the work's ``retriable`` errors in
 steps 2–6 aborts the open transaction, rewinds the consumer to the committed offsets and retries
-after an exponential backoff; a fatal error (this producer was fenced) ends the loop. A rewind
-that fails (a seek in the middle of a rebalance can) is retried before anything is read again:
-otherwise the next commit would carry the positions after the aborted batch. ``stop`` (set by SIGTERM/SIGINT) ends it at a
-cycle's boundary: the last commit is awaited (or aborted), then the clients close.
+after an exponential backoff. A client that failed for good is replaced: a consumer (a static
+member fenced when the group coordinator moved) by a new member of the group, a producer (a
+transaction its coordinator lost) by a new one under the same transactional id; a fenced
+producer (another one holds the id) ends the loop. A rewind that fails (a seek in the middle of
+a rebalance can) is retried before anything is read again: otherwise the next commit would carry
+the positions after the aborted batch. ``stop`` (set by SIGTERM/SIGINT) ends it at a cycle's
+boundary: the last commit is awaited (or aborted), then the clients close.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from ridestream.kafka import transactions
 from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
-from ridestream.kafka.exceptions import AccessDeniedError, QueueFullError
+from ridestream.kafka.exceptions import AccessDeniedError, ProducerFailedError, QueueFullError
+from ridestream.kafka.membership import Membership
 from ridestream.kafka.refusals import refusal
 from ridestream.runtime import settle_for_streaming
 from ridestream.settings import DecisionSettings, KafkaConfigValue, PredictorSettings, Settings
@@ -125,6 +129,13 @@ class _Committing(Generic[P]):
     batches: list[_Prepared[P]]
 
 
+def _consumer_failed(exc: Exception) -> bool:
+    """librdkafka's fatal consumer error: that consumer instance is done (a producer's fatal
+    errors are flagged ``fatal()`` and end the loop in ``transactions.abort``)."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return isinstance(error, KafkaError) and error.code() == KafkaError._FATAL
+
+
 class ExactlyOnceLoop(Generic[P]):
     """One service's consume → produce cycle, exactly once (see the module's docstring)."""
 
@@ -150,22 +161,16 @@ class ExactlyOnceLoop(Generic[P]):
         self.producer: Producer | None = None
         self._committing: _Committing[P] | None = None
         self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-commit")
-        self._rebalances = 0  # revocations and losses so far: a batch read across one is dropped
+        self.membership = Membership(topics, config.on_assignment)
         # A rewind that failed (a seek in the middle of a rebalance): nothing is published until
         # one succeeds, or the positions after an aborted batch would be committed.
         self._rewind_pending = False
-        self._assigned: set[tuple[str, int]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self) -> tuple[Consumer, Producer]:
         """The clients, the producer's transactions initialised (fencing a predecessor); the
         consumer not yet subscribed."""
-        config: dict[str, Any] = consumer_config(
-            self.settings, self.group, **self.config.consumer_overrides
-        )
-        if self.config.stats_cb is not None:
-            config["stats_cb"] = self.config.stats_cb  # a callable: not a config value
-        consumer = Consumer(config)
+        consumer = self._new_consumer()
         producer = transactions.transactional_producer(
             self.settings, self.transactional_id, self.config.transaction_timeout_ms
         )
@@ -177,51 +182,31 @@ class ExactlyOnceLoop(Generic[P]):
         self.consumer, self.producer = consumer, producer
         return consumer, producer
 
+    def _new_consumer(self) -> Consumer:
+        config: dict[str, Any] = consumer_config(
+            self.settings, self.group, **self.config.consumer_overrides
+        )
+        if self.config.stats_cb is not None:
+            config["stats_cb"] = self.config.stats_cb  # a callable: not a config value
+        return Consumer(config)
+
+    def _replace_consumer(self) -> None:
+        """A consumer that hit a fatal error (a static member fenced when the group coordinator
+        moved, say) can never consume again: a new one joins the group in its place and reads
+        from the committed offsets. The producer and its transactions are unaffected."""
+        assert self.consumer is not None
+        logger.warning("%s: the consumer failed for good; replacing it", self.name)
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
+        self.membership.left()  # what was read with the old one is not published
+        self.consumer = self._new_consumer()
+        self._rewind_pending = False  # the new consumer starts at the committed offsets
+        self.subscribe()
+
     def subscribe(self) -> None:
         """Join the group for the loop's topics."""
         assert self.consumer is not None
-        self.consumer.subscribe(
-            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-
-    @property
-    def assigned(self) -> dict[str, int]:
-        """Partitions this replica holds, per topic."""
-        counts = dict.fromkeys(self.topics, 0)
-        for topic, _ in self._assigned:
-            counts[topic] = counts.get(topic, 0) + 1
-        return counts
-
-    def _assignment_changed(self, partitions: list[TopicPartition], added: bool) -> None:
-        keys = {(p.topic, p.partition) for p in partitions}
-        self._assigned = self._assigned | keys if added else self._assigned - keys
-        if self.config.on_assignment is not None:
-            self.config.on_assignment(self.assigned)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Cooperative rebalancing hands over only what moves: ``partitions`` is what was added
-        # (the client assigns them itself once this returns).
-        logger.info("partitions assigned: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
-        self._assignment_changed(partitions, added=True)
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Rebalance callbacks run inside consume(): no transaction is open for producing then,
-        # though the last one may still be committing on the helper thread. It is not waited for
-        # here (its offset commit may be refused until the rebalance ends): it commits outputs and
-        # offsets together or not at all, the partitions' next owner reads committed offsets only
-        # once no transaction holds them (read_committed asks for stable offsets), and the loop
-        # aborts and rewinds if it failed.
-        self._rebalances += 1
-        logger.info("partitions revoked: %s", [f"{p.topic}[{p.partition}]" for p in partitions])
-        self._assignment_changed(partitions, added=False)
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._rebalances += 1
-        logger.warning(
-            "partitions lost (nothing is committed for them): %s",
-            [f"{p.topic}[{p.partition}]" for p in partitions],
-        )
-        self._assignment_changed(partitions, added=False)
+        self.membership.subscribe(self.consumer)
 
     def run(
         self,
@@ -252,10 +237,11 @@ class ExactlyOnceLoop(Generic[P]):
             except KafkaException as exc:
                 logger.warning("the last transaction's commit failed (%s); aborting it", exc)
                 with contextlib.suppress(KafkaException):
-                    producer.abort_transaction(10)
+                    (self.producer or producer).abort_transaction(10)
             self._commits.shutdown()
-            consumer.close()
-            producer.flush(10)
+            with contextlib.suppress(KafkaException, RuntimeError):  # one that failed for good
+                (self.consumer or consumer).close()
+            (self.producer or producer).flush(10)
             logger.info("%s stopped", self.name)
 
     def _cycles(
@@ -273,21 +259,52 @@ class ExactlyOnceLoop(Generic[P]):
                 stop.wait(backoff)
                 backoff = min(backoff * 2, config.retry_backoff_max_s)
                 continue
-            rebalances = self._rebalances
-            messages = batches.next()
             try:
+                rebalances = self.membership.rebalances
+                messages = batches.next()
                 self._cycle(consumer, batches, messages, rebalances)
             except retriable as exc:
                 self._stop_if_refused(exc)
                 with contextlib.suppress(KafkaException):
                     self._settle()  # a commit still running ends first; a failed one is aborted
-                self._abort_and_rewind(exc)
+                if self._recover(exc) and self.consumer is not None:
+                    consumer = self.consumer
+                    batches = Batches(
+                        consumer, config.batch_max_messages, config.batch_max_wait_s,
+                        config.batch_linger_s,
+                    )  # fmt: skip
                 stop.wait(backoff)
                 backoff = min(backoff * 2, config.retry_backoff_max_s)
                 continue
             backoff = config.retry_backoff_s
             if after_cycle is not None:
                 after_cycle()
+
+    def _recover(self, exc: Exception) -> bool:
+        """After a failed cycle: abort and rewind, or replace a client that failed for good.
+        True when the consumer was replaced."""
+        assert self.producer is not None
+        try:
+            if _consumer_failed(exc):
+                transactions.abort(self.producer, exc)
+                self._replace_consumer()
+                return True
+            self._abort_and_rewind(exc)
+        except ProducerFailedError as failed:
+            if failed.fenced:
+                raise
+            self._replace_producer(failed)
+            self._rewind_pending = True  # read the batch again, before anything else
+        return False
+
+    def _replace_producer(self, failed: ProducerFailedError) -> None:
+        """A new producer under the same transactional id: ``init_transactions`` bumps the epoch
+        and aborts whatever the failed one left open."""
+        logger.warning("%s: the producer failed for good (%s); replacing it", self.name, failed)
+        self.producer = transactions.transactional_producer(
+            self.settings, self.transactional_id, self.config.transaction_timeout_ms
+        )
+        self.producer.init_transactions(30)
 
     def _stop_if_refused(self, exc: Exception) -> None:
         """Authorization and authentication errors end the loop: no retry cures them."""
@@ -311,7 +328,7 @@ class ExactlyOnceLoop(Generic[P]):
         self._settle()
         if not prepared:
             return
-        if self._rebalances != rebalances:
+        if self.membership.rebalances != rebalances:
             rewind_to_committed(consumer)  # read across a rebalance: read it again
             return
         self._publish(prepared)

@@ -12,9 +12,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ridestream.exceptions import RidestreamError
 from ridestream.kafka import dlq
 from ridestream.kafka.clients import producer_config
+from ridestream.kafka.exceptions import ProducerFailedError
 from ridestream.kafka.producer import produce_with_room
 from ridestream.settings import KafkaConfigValue, Settings
 
@@ -130,19 +130,26 @@ class CommitInFlight:
         return self._future.result()
 
 
+FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED})
+
+
+def _failed(error: KafkaError, what: str) -> ProducerFailedError:
+    return ProducerFailedError(what, error, fenced=error.code() in FENCED)
+
+
 def abort(producer: Producer, exc: Exception) -> str:
-    """Abort the open transaction after ``exc``; returns the failure's reason code. A fatal error
-    (this producer was fenced) ends the loop instead. The caller rewinds the consumer next, so
-    the batch is read again."""
+    """Abort the open transaction after ``exc``; returns the failure's reason code. The caller
+    rewinds the consumer next, so the batch is read again. ProducerFailedError when the
+    producer can never be used again (``exc`` or the abort was fatal)."""
     error = exc.args[0] if isinstance(exc, KafkaException) else None
     if isinstance(error, KafkaError) and error.fatal():
-        raise RidestreamError(f"fatal Kafka error, this process must stop: {error}") from exc
+        raise _failed(error, "fatal producer error") from exc
     reason = error.name() if isinstance(error, KafkaError) else type(exc).__name__
     logger.warning("batch failed (%s); aborting the transaction and rewinding", exc)
     try:
         producer.abort_transaction(30)
     except KafkaException as abort_error:
         if abort_error.args[0].fatal():
-            raise RidestreamError(f"fatal Kafka error while aborting: {abort_error}") from exc
+            raise _failed(abort_error.args[0], "fatal producer error while aborting") from exc
         logger.warning("abort failed: %s", abort_error)
     return reason

@@ -7,6 +7,8 @@ from typing import Any, cast
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from ridestream.kafka import transactions
+from ridestream.kafka.exceptions import ProducerFailedError
 from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, _Committing, group_name
 from tests.conftest import make_settings
 
@@ -130,3 +132,48 @@ def test_a_rewind_that_fails_in_a_rebalance_is_retried_before_anything_else() ->
     assert made._rewind(cast(Any, consumer))
     assert not made._rewind_pending
     assert consumer.seeks == [(0, 42)]  # back to the committed offset
+
+
+class FailedProducer:
+    """A producer whose abort fails for good, fenced or not."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def abort_transaction(self, timeout: float) -> None:
+        raise KafkaException(KafkaError(self.code, "Failed to end transaction", fatal=True))
+
+
+class FreshProducer(Producer):
+    def __init__(self) -> None:
+        self.initialized = False
+
+    def init_transactions(self, timeout: float) -> None:
+        self.initialized = True
+
+
+def test_a_producer_that_failed_for_good_is_replaced_and_the_batch_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = loop()
+    consumer, fresh = Consumer(), FreshProducer()
+    consumer.settled = True
+    made.work = cast(Any, Work())
+    made.consumer, made.producer = cast(Any, consumer), cast(Any, FailedProducer(48))
+    monkeypatch.setattr(transactions, "transactional_producer", lambda *args: fresh)
+    # The coordinator lost the transaction when its broker died: INVALID_TXN_STATE, fatal.
+    replaced_consumer = made._recover(KafkaException(KafkaError(KafkaError.NOT_COORDINATOR)))
+    assert not replaced_consumer
+    assert made.producer is fresh
+    assert fresh.initialized  # the new epoch aborts what the old producer left open
+    assert made._rewind_pending  # nothing is read or published before the rewind
+
+
+def test_a_fenced_producer_stops_the_loop() -> None:
+    made = loop()
+    made.work = cast(Any, Work())
+    made.consumer = cast(Any, Consumer())
+    made.producer = cast(Any, FailedProducer(KafkaError._FENCED))
+    with pytest.raises(ProducerFailedError) as raised:
+        made._recover(KafkaException(KafkaError(KafkaError._TRANSPORT)))
+    assert raised.value.fenced
