@@ -130,12 +130,7 @@ class Predictor:
                 transaction_max_batches=config.transaction_max_batches,
                 overlap=True,
                 retriable=(SchemaRegistryUnavailableError,),
-                consumer_overrides={
-                    "statistics.interval.ms": config.statistics_interval_ms,
-                    # Static membership for a replica with a stable id: restarted within the
-                    # session timeout, it takes its partitions back without a rebalance.
-                    **({"group.instance.id": self.transactional_id} if config.instance_id else {}),
-                },
+                consumer_overrides={"statistics.interval.ms": config.statistics_interval_ms},
                 stats_cb=self.metrics.librdkafka_statistics,
                 on_assignment=self.metrics.assignment,
             ),
