@@ -39,6 +39,7 @@ bench: setup ## Run the benchmarks; results in bench/results/, the page in docs/
 	$(BIN)/python -m bench.stream
 	$(BIN)/python -m bench.decisions
 	$(BIN)/python -m bench.gateway
+	$(BIN)/python -m bench.cluster
 	$(BIN)/python -m bench.report
 
 lint: setup ## ruff (lint + format check), mypy and the import layers

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from ridestream.contracts.schemas import PREDICTION
-from ridestream.kafka.clients import consumer_config, producer_config, unique_group_id
+from ridestream.kafka.clients import consumer_config, is_transient, producer_config, unique_group_id
 from ridestream.kafka.producer import ReliableProducer
 from ridestream.ml.features import FEATURE_SET
 from ridestream.ml.registry import outdated_champions
@@ -184,8 +184,15 @@ class CommittedProgress:
         self.partitions = [TopicPartition(topic, p) for p in partitions]
 
     def count(self) -> int:
-        """Input records committed so far (the offsets of a fresh topic count its records)."""
-        return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, 30))
+        """Input records committed so far (the offsets of a fresh topic count its records); 0
+        while a new cluster's offsets topic is still finding its coordinators."""
+        try:
+            committed = self.consumer.committed(self.partitions, 30)
+        except KafkaException as exc:
+            if not is_transient(exc):
+                raise
+            return 0
+        return sum(max(tp.offset, 0) for tp in committed)
 
     def until(
         self, expected: int, deadline_s: float, alive: Callable[[], None], every_s: float = 0.02

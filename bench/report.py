@@ -208,12 +208,55 @@ def gateway(data: dict[str, Any], plot: Path) -> tuple[list[str], str]:
     return lines, data.get("command", "python -m bench.gateway")
 
 
+def cluster(data: dict[str, Any], plot: Path) -> tuple[list[str], str]:
+    """One node against three, and each against Kafka's own producer and copier."""
+    names = {"one_node": "1 node", "three_nodes": "3 nodes (RF 3, min ISR 2)"}
+    layouts = data["layouts"]
+    lines = [
+        "| cluster | publisher rides/s (p99 ms) | ProducerPerformance rec/s (p99 ms) | "
+        "predictor rides/s | predictor p50 / p99 ms at a steady rate | "
+        "TransactionalMessageCopier rec/s | predictor ÷ copier |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, row in layouts.items():
+        ours, theirs = row["publisher"], row["kafka_producer_performance"]
+        steady = row["predictor_steady"]
+        lines.append(
+            f"| {names[key]} | {ours['rides_per_s']:,.0f} ({ours['latency_ms_p99']}) | "
+            f"{theirs['rides_per_s']:,.0f} ({theirs['latency_ms_p99']}) | "
+            f"{row['predictor']['rides_per_s']:,.0f} | {steady['p50_ms']} / {steady['p99_ms']} "
+            f"({steady['rate_rides_per_s']:,}/s) | "
+            f"{row['transactional_copier']['records_per_s']:,.0f} | "
+            f"**{row['predictor_over_copier']}** ({_met(row['meets_target'])}) |"
+        )
+    ratios = data["three_over_one"]
+    lines += [
+        "",
+        f"Three nodes ÷ one: publisher **{ratios['publisher']}**, predictor "
+        f"**{ratios['predictor']}**. The predictor's target is ≥ "
+        f"{data['target_predictor_over_copier']} of the copier's records/s on the same topic "
+        f"(it also decodes, predicts and encodes); {data['record_size_bytes']}-byte records, "
+        "`acks=all`, idempotent producers.",
+    ]
+    rows = [(names[key], row["predictor"]) for key, row in layouts.items()]
+    rows += [
+        (
+            f"copier, {names[key].split(' (')[0]}",
+            {"rides_per_s": row["transactional_copier"]["records_per_s"]},
+        )
+        for key, row in layouts.items()
+    ]
+    _bars(plot, rows, "rides_per_s", "records/s")
+    return lines, data.get("command", "python -m bench.cluster")
+
+
 SECTIONS: dict[str, tuple[str, Section]] = {
     "predict": ("Prediction and batch scoring", predict),
     "publish": ("Publishing rides", publish),
     "stream": ("The predictor", stream),
     "decisions": ("The decision service and the pipeline", decisions),
     "gateway": ("The gateway", gateway),
+    "cluster": ("A three-node cluster", cluster),
 }
 
 
