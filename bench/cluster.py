@@ -19,9 +19,6 @@ broker the user runs is left alone), one after the other: one node (replication 
 from __future__ import annotations
 
 import argparse
-import random
-import socket
-import statistics
 import subprocess
 import tempfile
 import time
@@ -32,44 +29,24 @@ from typing import IO, Any
 
 from bench.common import RESULTS, drop_prefix, fresh_prefix, machine, write_results
 from bench.harness import CommittedProgress, alive_check, prefill, stopped_at_exit
-from bench.publish import ride_frame, ride_mappings, run_kafka_perf, run_ours
+from bench.publish import mean_record_size, ride_frame, run_kafka_perf, run_ours
 from bench.stream_kafka import end_to_end, steady
 from bench.stream_stages import champion, encoded_rides
-from ridestream.contracts.events import RideStarted
-from ridestream.contracts.schemas import RIDE_STARTED
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.distribution import java_executable
 from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.nodes import free_port_run
 from ridestream.kafka.topics import create_topics
-from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import LocalKafkaSettings, Settings
 
 TARGET_PREDICTOR_OVER_COPIER = 0.5
 LOG = RESULTS / "cluster.log"
 
 
-def _free_run(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports (even, as node i takes base + 2i)."""
-    for _ in range(100):
-        base = random.randrange(30_000, 60_000, 2)
-        if all(_free(port) for port in range(base, base + count)):
-            return base
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @contextmanager
 def layout(home: Path, brokers: int) -> Iterator[tuple[LocalKafka, Settings]]:
     """A fresh local cluster of ``brokers`` nodes, and settings pointing at it."""
-    base = _free_run(2 * brokers)
+    base = free_port_run(2 * brokers)
     local = LocalKafka(
         LocalKafkaSettings(
             brokers=brokers,
@@ -178,13 +155,7 @@ def main() -> None:
 
     champion(Settings(), args.backend)  # trained as `make demo` does when the registry has none
     rides = ride_frame(args.rides)
-    serde = SingleObjectSerde(RIDE_STARTED)
-    record_size = round(
-        statistics.mean(
-            len(serde.encode(RideStarted.parse(r).to_record()))
-            for r in ride_mappings(rides.iloc[:10_000])
-        )
-    )
+    record_size = mean_record_size(rides)
     encoded = encoded_rides(rides.iloc[: args.predict_rides])
     layouts = []
     with (

@@ -12,7 +12,6 @@ import os
 # The suite shares two cores with a broker and sometimes another job: OpenMP threads that spin
 # while waiting turn that sharing into minutes-long stalls in LightGBM. Set before it loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import random
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import pytest
 
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.nodes import free_port_run
 from ridestream.kafka.topics import create_project_topics, delete_topics
 from ridestream.settings import LocalKafkaSettings, Settings, TopicSettings
 
@@ -44,23 +44,10 @@ def local_kafka_settings(home: Path) -> LocalKafkaSettings:
 def local_cluster_settings(home: Path, brokers: int) -> LocalKafkaSettings:
     """A cluster of its own: ``2 × brokers`` free ports in a row (node i: base + 2i and
     base + 2i + 1), state under ``home``."""
-    for _ in range(50):
-        base = random.randrange(20_000, 60_000, 2)
-        ports = range(base, base + 2 * brokers)
-        if not any(_taken(port) for port in ports):
-            return LocalKafkaSettings(
-                brokers=brokers, port=base, controller_port=base + 1, home=home, heap="512m"
-            )
-    raise RuntimeError("no run of free ports found")
-
-
-def _taken(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+    base = free_port_run(2 * brokers)
+    return LocalKafkaSettings(
+        brokers=brokers, port=base, controller_port=base + 1, home=home, heap="512m"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import socket
 import uuid
 from collections.abc import Sequence
@@ -34,6 +35,26 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def free_port_run(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive ports nothing is bound to (an even one: node ``i`` of a
+    local cluster takes ``base + 2i`` and ``base + 2i + 1``), for clusters of tests and benchmarks
+    that must not meet the user's."""
+    for _ in range(100):
+        base = random.randrange(20_000, 60_000, 2)
+        if not any(_bound(host, port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no run of {count} free ports found on {host}")
+
+
+def _bound(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def new_cluster_id() -> str:
