@@ -30,8 +30,9 @@ setup: system-deps $(STAMP) ## Install everything: system packages, Python packa
 demo: setup ## Run the system on its embedded defaults: Kafka, topics, a replay, what arrived
 	@bash scripts/demo.sh $(DEMO_RIDES) $(DEMO_RATE) $(DEMO_GATEWAY_REQUESTS)
 
-test: setup ## Run the whole test suite against a real Kafka broker
+test: setup ## Run the whole test suite against a real Kafka broker, its exactly-once tests on three
 	$(BIN)/pytest
+	RIDESTREAM_TEST_BROKERS=3 $(BIN)/pytest -m cluster
 
 bench: setup ## Run the benchmarks; results in bench/results/, the page in docs/benchmarks.md
 	$(BIN)/python -m bench.predict

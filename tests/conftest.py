@@ -2,7 +2,9 @@
 
 The broker is started through the same code users run (``ridestream.kafka.local.LocalKafka``),
 on free loopback ports with its own state directory, so a developer's running broker is left
-alone. Set ``RIDESTREAM_KAFKA_BOOTSTRAP`` to run the suite against a broker that already runs.
+alone. ``RIDESTREAM_TEST_BROKERS=3`` makes it a three-node cluster (replication 3, min ISR 2):
+``make test`` runs the tests marked ``cluster`` (exactly once, failures) that way too. Set
+``RIDESTREAM_KAFKA_BOOTSTRAP`` to run the suite against a broker or cluster that already runs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ridestream.kafka.topics import create_project_topics, delete_topics
 from ridestream.settings import LocalKafkaSettings, Settings, TopicSettings
 
 EXTERNAL_BOOTSTRAP = os.environ.get("RIDESTREAM_KAFKA_BOOTSTRAP")
+SESSION_BROKERS = int(os.environ.get("RIDESTREAM_TEST_BROKERS", "1"))
 
 
 def free_port() -> int:
@@ -56,7 +59,11 @@ def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKa
     if EXTERNAL_BOOTSTRAP:
         yield None
         return
-    broker = LocalKafka(local_kafka_settings(tmp_path_factory.mktemp("kafka")))
+    home = tmp_path_factory.mktemp("kafka")
+    if SESSION_BROKERS > 1:
+        broker = LocalKafka(local_cluster_settings(home, SESSION_BROKERS))
+    else:
+        broker = LocalKafka(local_kafka_settings(home))
     broker.start()
     try:
         yield broker

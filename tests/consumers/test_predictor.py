@@ -44,6 +44,7 @@ def stream_settings(
     return kafka_settings.model_copy(update={"mlflow": models.mlflow, "models": models.models})
 
 
+@pytest.mark.cluster
 def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
     stream_settings: Settings,
 ) -> None:
@@ -179,6 +180,7 @@ def valid_record(ride_id: str, **changes: Any) -> dict[str, Any]:
     return record
 
 
+@pytest.mark.cluster
 def test_poison_goes_to_the_dlq_with_its_reason_and_the_rest_is_predicted(
     stream_settings: Settings,
 ) -> None:

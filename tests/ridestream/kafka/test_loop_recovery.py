@@ -45,6 +45,7 @@ def send(settings: Settings, topic: str, values: list[bytes]) -> None:
         producer.produce_many(topic, values, [None] * len(values))
 
 
+@pytest.mark.cluster
 def test_a_fenced_static_member_gets_a_new_consumer_and_nothing_is_lost_or_doubled(
     kafka_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
