@@ -44,7 +44,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from ridestream.kafka import transactions
-from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
+from ridestream.kafka.clients import Batches, consumer_config, is_transient, rewind_to_committed
 from ridestream.kafka.exceptions import AccessDeniedError, ProducerFailedError, QueueFullError
 from ridestream.kafka.membership import Membership
 from ridestream.kafka.refusals import refusal
@@ -127,6 +127,9 @@ class _Prepared(Generic[P]):
 class _Committing(Generic[P]):
     commit: transactions.CommitInFlight
     batches: list[_Prepared[P]]
+
+
+_INIT_ATTEMPTS = 3  # of 30 s each, for a replaced producer to find its coordinator
 
 
 def _consumer_failed(exc: Exception) -> bool:
@@ -301,10 +304,18 @@ class ExactlyOnceLoop(Generic[P]):
         """A new producer under the same transactional id: ``init_transactions`` bumps the epoch
         and aborts whatever the failed one left open."""
         logger.warning("%s: the producer failed for good (%s); replacing it", self.name, failed)
-        self.producer = transactions.transactional_producer(
+        producer = transactions.transactional_producer(
             self.settings, self.transactional_id, self.config.transaction_timeout_ms
         )
-        self.producer.init_transactions(30)
+        for attempt in range(_INIT_ATTEMPTS):  # the coordinator may still be moving
+            try:
+                producer.init_transactions(30)
+                break
+            except KafkaException as exc:
+                if attempt == _INIT_ATTEMPTS - 1 or not is_transient(exc):
+                    raise
+                logger.warning("init_transactions failed (%s); trying again", exc)
+        self.producer = producer
 
     def _stop_if_refused(self, exc: Exception) -> None:
         """Authorization and authentication errors end the loop: no retry cures them."""
