@@ -32,6 +32,7 @@ from ridestream.kafka.nodes import (
     new_cluster_id,
     node_properties,
     port_in_use,
+    wait_exit,
 )
 from ridestream.kafka.security import (
     ADMIN,
@@ -353,13 +354,13 @@ class LocalKafka:
             signalled.append((node, pid))
         deadline = time.monotonic() + self.settings.stop_timeout_s
         for node, pid in signalled:
-            if not self._wait_exit(pid, max(deadline - time.monotonic(), 0.1)):
+            if not wait_exit(pid, max(deadline - time.monotonic(), 0.1)):
                 logger.warning(
                     "Kafka node %d (pid %s) ignored SIGTERM for %ss; killing it",
                     node.node_id, pid, self.settings.stop_timeout_s,
                 )  # fmt: skip
                 os.kill(pid, signal.SIGKILL)
-                self._wait_exit(pid, 10)
+                wait_exit(pid, 10)
             node.pid_path.unlink(missing_ok=True)
             logger.info("stopped Kafka node %d (pid %s)", node.node_id, pid)
         return bool(signalled)
@@ -371,7 +372,7 @@ class LocalKafka:
         if pid is None:
             raise BrokerError(f"no running node {node.node_id} to kill")
         os.kill(pid, signal.SIGKILL)
-        self._wait_exit(pid, 10)
+        wait_exit(pid, 10)
 
     def restart_after_crash(self) -> BrokerStatus:
         """Start again after :meth:`kill` (stale pid files are ignored)."""
@@ -379,25 +380,3 @@ class LocalKafka:
             if self.node_pid(node) is None:
                 node.pid_path.unlink(missing_ok=True)
         return self.start()
-
-    @staticmethod
-    def _wait_exit(pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                # Reap it if it is our child; otherwise just probe for existence.
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    return True
-            except ChildProcessError:
-                pass
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            if (
-                Path(f"/proc/{pid}/stat").exists()
-                and b") Z " in Path(f"/proc/{pid}/stat").read_bytes()
-            ):
-                return True  # a zombie of some other parent: it is dead
-            time.sleep(0.1)
-        return False

@@ -44,7 +44,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from ridestream.kafka import transactions
-from ridestream.kafka.clients import Batches, consumer_config, is_transient, rewind_to_committed
+from ridestream.kafka.clients import Batches, consumer_config, rewind_to_committed
 from ridestream.kafka.exceptions import AccessDeniedError, ProducerFailedError, QueueFullError
 from ridestream.kafka.membership import Membership
 from ridestream.kafka.refusals import refusal
@@ -127,9 +127,6 @@ class _Prepared(Generic[P]):
 class _Committing(Generic[P]):
     commit: transactions.CommitInFlight
     batches: list[_Prepared[P]]
-
-
-_INIT_ATTEMPTS = 3  # of 30 s each, for a replaced producer to find its coordinator
 
 
 def _consumer_failed(exc: Exception) -> bool:
@@ -307,14 +304,7 @@ class ExactlyOnceLoop(Generic[P]):
         producer = transactions.transactional_producer(
             self.settings, self.transactional_id, self.config.transaction_timeout_ms
         )
-        for attempt in range(_INIT_ATTEMPTS):  # the coordinator may still be moving
-            try:
-                producer.init_transactions(30)
-                break
-            except KafkaException as exc:
-                if attempt == _INIT_ATTEMPTS - 1 or not is_transient(exc):
-                    raise
-                logger.warning("init_transactions failed (%s); trying again", exc)
+        transactions.init_with_retries(producer)
         self.producer = producer
 
     def _stop_if_refused(self, exc: Exception) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,3 +178,23 @@ def node_properties(
             "",
         ]
     )
+
+
+def wait_exit(pid: int, timeout_s: float) -> bool:
+    """True once the process is gone (reaped, missing or a zombie) within the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            # Reap it if it is our child; otherwise just probe for existence.
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if Path(f"/proc/{pid}/stat").exists() and b") Z " in Path(f"/proc/{pid}/stat").read_bytes():
+            return True  # a zombie of some other parent: it is dead
+        time.sleep(0.1)
+    return False

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ridestream.kafka import dlq
-from ridestream.kafka.clients import producer_config
+from ridestream.kafka.clients import is_transient, producer_config
 from ridestream.kafka.exceptions import ProducerFailedError
 from ridestream.kafka.producer import produce_with_room
 from ridestream.settings import KafkaConfigValue, Settings
@@ -32,6 +32,21 @@ def transactional_producer(settings: Settings, transactional_id: str, timeout_ms
         "message.timeout.ms": min(settings.delivery_timeout_ms, timeout_ms),
     }
     return Producer(producer_config(settings, **config))
+
+
+INIT_ATTEMPTS = 3  # of 30 s each, for a new producer to find a coordinator that is moving
+
+
+def init_with_retries(producer: Producer) -> None:
+    """``init_transactions``, tried again while the transaction coordinator moves."""
+    for attempt in range(INIT_ATTEMPTS):
+        try:
+            producer.init_transactions(30)
+            return
+        except KafkaException as exc:
+            if attempt == INIT_ATTEMPTS - 1 or not is_transient(exc):
+                raise
+            logger.warning("init_transactions failed (%s); trying again", exc)
 
 
 def produce(
