@@ -26,11 +26,13 @@ from producers.replay import replay
 from ridestream.contracts.schemas import PREDICTION
 from ridestream.kafka.clients import make_admin
 from ridestream.kafka.local import LocalKafka
+from ridestream.kafka.loop import group_name
 from ridestream.kafka.topics import create_project_topics
 from ridestream.ml.tlc import month_file
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore
+from tests import stream_state
 from tests.conftest import local_cluster_settings, make_settings
 from tests.helpers import consume_all, keys
 from tests.processes import ServiceProcess
@@ -104,8 +106,13 @@ def test_a_leader_killed_mid_stream_loses_and_doubles_nothing_end_to_end(
                 for service in services:
                     assert service.process.poll() is None, service.log[-3000:]
                 time.sleep(1)
+            counts = store.counts()
         finally:
             store.close()
+        if counts["decisions"] < RIDES:
+            reads = [(group_name(settings, "predictor", t), "started") for t in names]
+            reads += [(group_name(settings, "decisions"), s) for s in ("predictions", "started")]
+            pytest.fail(f"stalled at {counts}:\n{stream_state.describe(cluster, settings, reads)}")
     finally:
         for service in services:
             service.stop()
