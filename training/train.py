@@ -20,6 +20,7 @@ import logging
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,11 @@ def _gate(
     return version, theirs[spec.gate_metric], f"champion v{version} {theirs[spec.gate_metric]:.4f}"
 
 
+# What the logged model needs to be served, pinned to what trained it. Said, not inferred: mlflow
+# infers them by importing the model in a subprocess, seconds per model for a list known here.
+SERVING_REQUIREMENTS = [f"{name}=={version(name)}" for name in ("lightgbm", "numpy", "pandas")]
+
+
 def _log_model(
     fitted: Fitted, x_example: np.ndarray, name: str | None, artifact: str = "model"
 ) -> str | None:
@@ -147,6 +153,7 @@ def _log_model(
         signature=infer_signature(example, fitted.booster.predict(example.to_numpy())),
         input_example=example,
         registered_model_name=name,
+        pip_requirements=SERVING_REQUIREMENTS,
     )
     return None if info.registered_model_version is None else str(info.registered_model_version)
 
