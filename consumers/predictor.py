@@ -145,7 +145,12 @@ class Predictor:
     ) -> None:
         """Consume until ``stop`` is set; the transaction in flight is finished or aborted, then
         the clients close."""
-        serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+        serve(
+            self.metrics.registry,
+            self.config.metrics_port,
+            self.config.metrics_host,
+            ready=lambda: self.loop.ready,
+        )
         self._on_batch = on_batch
         self.champion.start_polling()
         if self.challenger is not None:

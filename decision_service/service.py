@@ -154,7 +154,12 @@ class DecisionService:
         self, stop: threading.Event, on_batch: Callable[[DecisionOutcome], None] | None = None
     ) -> None:
         """Consume until ``stop`` is set; the batch in flight is finished or aborted, then close."""
-        serve(self.metrics.registry, self.config.metrics_port, self.config.metrics_host)
+        serve(
+            self.metrics.registry,
+            self.config.metrics_port,
+            self.config.metrics_host,
+            ready=lambda: self.loop.ready,
+        )
         self._read_registry()
         logger.info(
             "decision service store=%s",

@@ -2,16 +2,24 @@
 
 Each service defines its own metrics (``consumers/metrics.py``, ``decision_service/metrics.py``,
 ``gateway/metrics.py``), each process on its own registry (tests run several in one interpreter),
-served with ``serve(registry, port)`` on 127.0.0.1 by default.
+served with ``serve(registry, port)`` on 127.0.0.1 by default. The same server answers the
+probes an orchestrator asks: ``/healthz`` (the process answers) and ``/readyz`` (it serves: 200
+once the service says so, 503 before).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +43,55 @@ def observe_all(histogram: Any, amounts: np.ndarray) -> None:
             bucket.inc(count)
 
 
-def serve(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` on host:port in a daemon thread (port 0: don't serve)."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """A scrape every few seconds is not news."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress never holds the process up at exit
+
+
+def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> Iterable[bytes]:
+    start_response(status, [("Content-Type", "application/json")])
+    return [json.dumps(body).encode()]
+
+
+def probes_app(
+    registry: CollectorRegistry, ready: Callable[[], bool] | None = None
+) -> WSGIApplication:
+    """``/healthz``, ``/readyz`` (``ready()``; always ready without one), and the metrics on
+    every other path."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            return _json(start_response, "200 OK", {"alive": True})
+        if path == "/readyz":
+            serving = ready() if ready is not None else True
+            status = "200 OK" if serving else "503 Service Unavailable"
+            return _json(start_response, status, {"ready": serving})
+        answer: Iterable[bytes] = metrics(environ, start_response)
+        return answer
+
+    return app
+
+
+def serve(
+    registry: CollectorRegistry,
+    port: int,
+    host: str = "127.0.0.1",
+    ready: Callable[[], bool] | None = None,
+) -> None:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on host:port in a daemon thread (port 0:
+    don't serve)."""
     if port:
-        start_http_server(port, addr=host, registry=registry)
-        logger.info("metrics on http://%s:%d/metrics", host, port)
+        server = make_server(
+            host, port, probes_app(registry, ready), _ThreadingServer, handler_class=_QuietHandler
+        )
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        logger.info("metrics on http://%s:%d/metrics (probes: /healthz, /readyz)", host, port)
 
 
 class MetricFactory:

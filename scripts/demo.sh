@@ -62,20 +62,26 @@ on_exit() {
 }
 trap on_exit EXIT
 .venv/bin/python - "$gateway_port" <<'PY'
+# Every service's /readyz: the predictors and the decision service are ready once they hold
+# their partitions, the gateway once its model is loaded. Rides sent before would measure start-up.
 import sys, time, httpx
-url = f"http://127.0.0.1:{sys.argv[1]}/readyz"
-deadline = time.monotonic() + 90
-while True:
-    try:
-        answer = httpx.get(url, timeout=5)
-        if answer.status_code == 200:
-            print(f"  gateway ready: {answer.json()}")
-            break
-    except httpx.TransportError:
-        pass
-    if time.monotonic() > deadline:
-        sys.exit("the gateway did not become ready; see .ridestream/demo/gateway.log")
-    time.sleep(0.5)
+services = {f"predictor {t}": f"http://127.0.0.1:{p}/readyz" for t, p in zip(("duration", "cost", "tip"), (9101, 9102, 9103))}
+services |= {"decision service": "http://127.0.0.1:9104/readyz", "gateway": f"http://127.0.0.1:{sys.argv[1]}/readyz"}
+started = time.monotonic()
+deadline = started + 180
+for name, url in services.items():
+    while True:
+        try:
+            answer = httpx.get(url, timeout=5)
+            if answer.status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"the {name} did not become ready; see its log in .ridestream/demo/")
+        time.sleep(0.2)
+print(f"  ready in {time.monotonic() - started:.1f} s: {', '.join(services)}")
+print(f"  gateway: {answer.json()}")
 PY
 echo "  metrics: predictors 127.0.0.1:9101-9103, decisions :9104, gateway :$gateway_port/metrics; API docs http://127.0.0.1:$gateway_port/docs"
 if command -v prometheus >/dev/null; then

@@ -24,6 +24,7 @@ class ServiceProcess:
         self, name: str, env: dict[str, str], logs: Path, *args: str, replica: bool = True
     ) -> None:
         self.name, self.port, self.log_path = name, free_port(), logs / f"{name}.log"
+        self.replica = replica
         command = [str(Path(sys.executable).with_name("ridestream")), *args]
         if replica:
             command += ["--instance-id", name, "--metrics-port", str(self.port)]
@@ -43,10 +44,18 @@ class ServiceProcess:
             return 0
         return sum(int(float(v)) for v in re.findall(rf"^{metric}{{[^}}]*}} (\S+)$", text, re.M))
 
+    def ready(self) -> bool:
+        """The service's /readyz says it serves (a member of its group with its partitions)."""
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def wait_started(self, timeout_s: float = 120) -> None:
-        """Until the service's loop says it started (its models loaded, its producer fenced)."""
+        """Until the service is ready (its models loaded, its producer fenced, its partitions
+        given); a process without a /metrics port until its loop says it started."""
         deadline = time.monotonic() + timeout_s
-        while " started" not in self.log:
+        while not (self.ready() if self.replica else " started" in self.log):
             assert self.process.poll() is None, self.log[-3000:]
             assert time.monotonic() < deadline, f"{self.name} did not start"
             time.sleep(0.2)

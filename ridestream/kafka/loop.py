@@ -151,12 +151,8 @@ class ExactlyOnceLoop(Generic[P]):
         name: str,
     ) -> None:
         self.settings, self.work, self.config = settings, work, config
-        self.group, self.transactional_id, self.topics, self.name = (
-            group,
-            transactional_id,
-            topics,
-            name,
-        )
+        self.group, self.transactional_id = group, transactional_id
+        self.topics, self.name = topics, name
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._committing: _Committing[P] | None = None
@@ -165,6 +161,12 @@ class ExactlyOnceLoop(Generic[P]):
         # A rewind that failed (a seek in the middle of a rebalance): nothing is published until
         # one succeeds, or the positions after an aborted batch would be committed.
         self._rewind_pending = False
+        self._running = False
+
+    @property
+    def ready(self) -> bool:
+        """Serving: running, and a member of its group that has been given its partitions."""
+        return self._running and self.membership.joined
 
     # -- lifecycle ------------------------------------------------------------------------------
     def connect(self) -> tuple[Consumer, Producer]:
@@ -223,6 +225,7 @@ class ExactlyOnceLoop(Generic[P]):
             if started is not None:
                 started()
             self.subscribe()
+            self._running = True
             settle_for_streaming()  # models and clients loaded: what stays from here is steady
             logger.info(
                 "%s group=%s transactional.id=%s started",
@@ -232,6 +235,7 @@ class ExactlyOnceLoop(Generic[P]):
             )
             self._cycles(consumer, stop, after_cycle)
         finally:
+            self._running = False
             try:
                 self._settle()  # the last transaction commits before the clients close
             except KafkaException as exc:

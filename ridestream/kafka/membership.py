@@ -24,6 +24,9 @@ class Membership:
         self.topics, self.on_assignment = topics, on_assignment
         self.rebalances = 0
         self._held: set[tuple[str, int]] = set()
+        # The group has given this consumer its assignment (maybe none: more members than
+        # partitions), so it serves what it holds.
+        self.joined = False
 
     def subscribe(self, consumer: Consumer) -> None:
         """Join the group for the topics, with these callbacks."""
@@ -42,6 +45,7 @@ class Membership:
     def left(self) -> None:
         """The consumer is gone (replaced): it holds nothing, and what it read is not published."""
         self.rebalances += 1
+        self.joined = False
         self._changed(set())
 
     def _changed(self, held: set[tuple[str, int]]) -> None:
@@ -53,6 +57,7 @@ class Membership:
         # Cooperative rebalancing hands over only what moves: ``partitions`` is what was added
         # (the client assigns them itself once this returns).
         logger.info("partitions assigned: %s", _names(partitions))
+        self.joined = True
         self._changed(self._held | {(p.topic, p.partition) for p in partitions})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
