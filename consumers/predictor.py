@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,9 @@ from ridestream.serde.exceptions import SchemaRegistryUnavailableError
 from ridestream.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# Rides in the warm-up batch: enough for the batch paths (columnar decode, the models' threads).
+WARM_UP_RIDES = 256
 
 
 @dataclass
@@ -156,11 +160,40 @@ class Predictor:
         if self.challenger is not None:
             self.challenger.start_polling()
         try:
-            self.loop.run(stop)
+            self.loop.run(stop, started=self.warm_up)
         finally:
             self.champion.stop()
             if self.challenger is not None:
                 self.challenger.stop()
+
+    def warm_up(self) -> None:
+        """One made-up batch through the path a batch takes (decode, validate, features, each
+        model, encode), before the group hands this replica its partitions: first calls pay for
+        what later ones reuse (lazy imports, allocations, the models' thread pools), and the
+        first real rides should not. Triton's model warm-up, for the same reason. Nothing is
+        published or counted; a warm-up that fails is logged and the loop serves regardless."""
+        ride = RideStarted(
+            ride_id="warm-up", pickup_time=datetime(2023, 1, 2, 8), pickup_zone=74,
+            dropoff_zone=236, trip_distance=2.5, passenger_count=1, vendor_id=2, rate_code=1,
+            payment_type=1, trip_type=1,
+        )  # fmt: skip
+        started = time.perf_counter()
+        try:
+            value = self.serde.encode(ride.to_record(), self.input_topic)
+            messages = [
+                Message(topic=self.input_topic, partition=0, offset=i, key=b"warm-up", value=value)
+                for i in range(WARM_UP_RIDES)
+            ]
+            frame, _ = self.validate(self.decode(messages))
+            features = build_features(frame)
+            handles = (self.champion, self.challenger)
+            for model in (h.current for h in handles if h is not None):
+                if model is not None:
+                    self.encode_predictions(model, frame, model.predict(features))
+        except Exception:  # an optimisation only: serving does not depend on it
+            logger.warning("warm-up failed; serving without it", exc_info=True)
+            return
+        logger.info("warmed up in %.0f ms", (time.perf_counter() - started) * 1000)
 
     # -- one batch ------------------------------------------------------------------------------
     def prepare(self, messages: list[Message]) -> PreparedBatch:

@@ -155,10 +155,8 @@ def next_batch(
     where a message waits at most for the batch in flight.
 
     ``not_before`` (a ``time.monotonic()`` instant) lingers like a producer's ``linger.ms``: a
-    batch that is not full keeps gathering until then. Every batch has fixed costs (a transaction
-    on both sides of the wire, pandas and numpy calls whatever the batch's size): at moderate
-    rates, batches a few tens of milliseconds apart cost a fraction of batches taken as fast as
-    they come, for that much latency.
+    batch that is not full keeps gathering until then (:class:`AdaptiveLinger` says how long
+    that pays).
     """
     messages: list[Message] = consumer.consume(max_messages, 0)
     linger = not_before - time.monotonic()
@@ -205,21 +203,56 @@ def batches_until_idle(
             return
 
 
+class AdaptiveLinger:
+    """How long a loop's next batch may gather: as long as its cycles work, within a bound.
+
+    A batch has a fixed cost (a transaction on both sides of the wire, the calls a batch makes
+    whatever its size). Waiting for more only pays while that cost dominates, so the linger
+    follows the work: the next batch begins no earlier than ``2 × cycle`` after the last one was
+    taken (``cycle``: a moving average of the time the loop spent on a batch before asking for
+    the next), and never later than ``upper_s`` after. At low rates cycles are short and a ride
+    waits milliseconds; as batches grow, so do cycles and the linger, which holds the loop at most
+    half idle and caps the number of transactions a second; once a cycle takes ``upper_s / 2`` or
+    more, or under a backlog (full batches never wait), nothing waits at all. Like Triton's
+    dynamic batcher, the delay a batch may add is bounded by a setting (``upper_s``).
+    """
+
+    SMOOTHING = 0.3  # weight of the newest cycle in the moving average
+
+    def __init__(self, upper_s: float) -> None:
+        self.upper_s = upper_s
+        self.cycle_s = 0.0
+
+    def worked(self, seconds: float) -> None:
+        """A cycle spent ``seconds`` between taking its batch and asking for the next."""
+        self.cycle_s += self.SMOOTHING * (max(seconds, 0.0) - self.cycle_s)
+
+    @property
+    def gap_s(self) -> float:
+        """The least time between one batch being taken and the next."""
+        return min(self.upper_s, 2.0 * self.cycle_s)
+
+
 class Batches:
-    """:func:`next_batch` for a loop: each batch lingers until ``linger_s`` after the previous one
-    began (0: no linger)."""
+    """:func:`next_batch` for a loop, each batch lingering as :class:`AdaptiveLinger` says (at
+    most ``linger_s`` after the previous one was taken; 0: no linger)."""
 
     def __init__(
         self, consumer: Consumer, max_messages: int, max_wait_s: float, linger_s: float
     ) -> None:
         self.consumer, self.max_messages, self.max_wait_s = consumer, max_messages, max_wait_s
-        self.linger_s = linger_s
-        self._not_before = 0.0
+        self.linger = AdaptiveLinger(linger_s)
+        self._taken: float | None = None  # when the last batch was handed to the loop
 
     def next(self) -> list[Message]:
         """The next batch (empty when nothing came within ``max_wait_s``)."""
-        messages = next_batch(self.consumer, self.max_messages, self.max_wait_s, self._not_before)
-        self._not_before = time.monotonic() + self.linger_s
+        now = time.monotonic()
+        not_before = 0.0
+        if self._taken is not None:
+            self.linger.worked(now - self._taken)
+            not_before = self._taken + self.linger.gap_s
+        messages = next_batch(self.consumer, self.max_messages, self.max_wait_s, not_before)
+        self._taken = time.monotonic()
         return messages
 
     def ready(self) -> list[Message]:

@@ -104,8 +104,9 @@ class PredictorSettings(Section):
         default=0.1,
         ge=0,
         le=1.0,
-        description="A batch that is not full gathers until this long after the previous one "
-        "began: fewer transactions at moderate rates, for that much latency (0 = no linger).",
+        description="The most a batch that is not full gathers after the previous one was taken. "
+        "Within it the loop lingers about as long as its batches take to process (fewer "
+        "transactions when that pays, milliseconds of wait when cycles are quick); 0 = no linger.",
     )
     transaction_max_batches: int = Field(
         default=4,
@@ -218,7 +219,7 @@ class DecisionSettings(Section):
     batch_max_wait_s: float = Field(default=0.1, gt=0, le=1.0)
     """How long a poll waits when nothing has arrived."""
     batch_linger_s: float = Field(
-        default=0.1, ge=0, le=1.0, description="As the predictor's: batches at most this often."
+        default=0.1, ge=0, le=1.0, description="As the predictor's: the adaptive linger's bound."
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server.")
     metrics_host: Literal["127.0.0.1", "0.0.0.0"] = "127.0.0.1"  # noqa: S104 - an explicit opt-in

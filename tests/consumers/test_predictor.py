@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 import uuid
@@ -46,13 +47,16 @@ def stream_settings(
 
 @pytest.mark.cluster
 def test_every_ride_is_predicted_exactly_once_with_the_champions_values(
-    stream_settings: Settings,
+    stream_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     rides = 3000
     replayed_at = time.time()
     replay_started(stream_settings, rides, "p-")
     predictor = Predictor(stream_settings, "duration")
+    caplog.set_level(logging.INFO, logger="consumers.predictor")
     outcomes = run_until_predicted(predictor, rides)
+    # It warmed up first; the made-up batch is neither counted nor published (below).
+    assert "warmed up in" in caplog.text
     assert sum(o.predicted for o in outcomes) == rides
     # Every prediction's age (event time → committed) is in the latency histogram, in seconds.
     registry, labels = predictor.metrics.registry, {"target": "duration"}
