@@ -104,6 +104,11 @@ def compare_challengers(errors: pd.DataFrame, margin: float, min_rides: int) -> 
     return comparisons
 
 
+def _log_failure(refresh: Future[None]) -> None:
+    if (error := refresh.exception()) is not None:
+        logger.warning("online evaluation refresh failed (next one at its interval): %r", error)
+
+
 class OnlineEvaluator:
     """Exports the evaluation as metrics, acts on promotions and on online error."""
 
@@ -128,6 +133,7 @@ class OnlineEvaluator:
         # a slow or unreachable registry must not hold decisions back.
         self._validation: dict[tuple[str, str], Future[float | None]] = {}
         self._champions: Future[dict[tuple[str, str], float | None]] | None = None
+        self._refreshing: Future[None] | None = None
 
     def prefetch(self) -> Future[dict[tuple[str, str], float | None]]:
         """Start reading the champions' validation MAEs (once), so that the first online-error
@@ -148,11 +154,26 @@ class OnlineEvaluator:
             self._validation.setdefault(key, known)
 
     def maybe_refresh(self, force: bool = False) -> None:
-        """Every refresh interval: metrics, promotion, online-error check."""
+        """Every refresh interval, in the background: metrics, promotion, online-error check
+        (``force``: now, in this thread).
+
+        A refresh reads each version's recent rides and compares them, which takes longer the
+        more versions the store holds: done between the loop's batches it held every decision
+        back that long. The store is read in its own connection (WAL: readers do not block the
+        loop's writes); one refresh runs at a time."""
+        if force:
+            self.refresh()
+            return
         now = time.monotonic()
-        if not force and now - self._last < self.refresh_interval_s:
+        due = now - self._last >= self.refresh_interval_s
+        if not due or (self._refreshing is not None and not self._refreshing.done()):
             return
         self._last = now
+        self._refreshing = in_background(self.refresh)
+        self._refreshing.add_done_callback(_log_failure)
+
+    def refresh(self) -> None:
+        """Metrics, promotion and the online-error check, from the store's recent rides."""
         # Each version's recent rides, read once (through an index, whatever the history): the
         # windowed figures and the challengers' comparison both come from them.
         recent = self.store.recent_errors(self.config.window_rides)

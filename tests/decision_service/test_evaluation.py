@@ -268,3 +268,19 @@ def test_an_a_b_split_is_compared_on_each_versions_own_rides() -> None:
         np.sqrt(((champion.predicted - champion.actual) ** 2).mean())
     )
     assert comparison.recommend
+
+
+def test_a_due_refresh_runs_off_the_decision_loop_and_one_at_a_time(
+    filled_store: DecisionStore, tmp_path: Path
+) -> None:
+    settings = mlflow_settings(tmp_path, decisions=DecisionSettings(home=tmp_path))
+    metrics = DecisionMetrics()
+    evaluator = OnlineEvaluator(settings, filled_store, metrics, refresh_interval_s=0.0)
+    evaluator.maybe_refresh()
+    refreshing = evaluator._refreshing
+    assert refreshing is not None
+    evaluator.maybe_refresh()  # due again, but the first one may still run: not a second
+    assert evaluator._refreshing is refreshing or refreshing.done()
+    refreshing.result(timeout=60)
+    labels = {"target": "duration", "model_version": "1", "role": "champion", "scope": "total"}
+    assert metrics.registry.get_sample_value("ridestream_online_evaluated", labels) == 600
