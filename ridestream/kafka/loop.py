@@ -243,9 +243,11 @@ class ExactlyOnceLoop(Generic[P]):
                 with contextlib.suppress(KafkaException):
                     (self.producer or producer).abort_transaction(10)
             self._commits.shutdown()
-            with contextlib.suppress(KafkaException, RuntimeError):  # one that failed for good
+            # Clients that failed for good raise here: what ended the loop is the error to report.
+            with contextlib.suppress(KafkaException, RuntimeError):
                 (self.consumer or consumer).close()
-            (self.producer or producer).flush(10)
+            with contextlib.suppress(KafkaException):
+                (self.producer or producer).flush(10)
             logger.info("%s stopped", self.name)
 
     def _cycles(
