@@ -6,8 +6,9 @@ configured share of clients, sticky by a hash of the client's id, its challenger
 and the answer waits, bounded, for the broker's acknowledgement: ``enhanced.status`` is then
 ``pending`` with the link to follow, or ``unavailable`` with the reason. The synchronous answer
 never depends on Kafka. ``GET /v1/rides/{ride_id}`` reads the enhanced result (predictions per
-target and the decision) from the decision store; ``…/events`` pushes it as Server-Sent Events
-when it lands. ``/healthz``, ``/readyz``, ``/metrics`` and the OpenAPI docs complete it.
+target and the decision) from the decision store, and with ``?wait_s=`` waits for it (a
+long-poll); ``…/events`` pushes it as Server-Sent Events when it lands. Waiting costs no store
+queries: the gateway follows the decisions topic and wakes the rides decided (``follower.py``). ``/healthz``, ``/readyz``, ``/metrics`` and the OpenAPI docs complete it.
 
 This module only assembles the app: the routes are in ``routes/``, their dependencies in
 ``deps.py``, the request and response models in ``schemas.py``, the shared state in ``state.py``.
@@ -39,9 +40,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         state.champion.start_polling()
         if state.challenger is not None:
             state.challenger.start_polling()
+        state.follow_decisions()
         try:
             yield
         finally:
+            if state.follower is not None:
+                await asyncio.to_thread(state.follower.stop)
             state.champion.stop()
             if state.challenger is not None:
                 state.challenger.stop()

@@ -8,7 +8,6 @@ dependencies on every request would cost it a measurable share of its CPU (``ben
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Annotated
 
@@ -54,10 +53,7 @@ ApiKeyAccepted = Annotated[bool, Depends(api_key_dependency)]
 async def known_ride(ride_id: str, gateway: GatewayDep) -> str:
     """The ride id of a ride the gateway or the store knows; 404 otherwise (before an event
     stream, and its 200, begins)."""
-    if (
-        ride_id not in gateway.opted_in
-        and await asyncio.to_thread(gateway.store.ride, ride_id) is None
-    ):
+    if ride_id not in gateway.opted_in and await gateway.ride(ride_id, "lookup") is None:
         raise HTTPException(404, f"no ride {ride_id!r}: never opted in, or forgotten")
     return ride_id
 

@@ -34,6 +34,14 @@ class GatewayMetrics:
         self.enhanced = metric.counter(
             "ridestream_gateway_enhanced_total", "Opted-in requests by outcome", "status"
         )
+        self.store_reads = metric.counter(
+            "ridestream_gateway_store_reads_total",
+            "Reads of the decision store, by why (lookup, wait: a waiting stream's read)",
+            "why",
+        )
+        self.waiting = metric.gauge(
+            "ridestream_gateway_waiting_rides", "Rides that open streams and long-polls wait for"
+        )
         self.model = metric.info("ridestream_gateway_model", "Simple-model versions in use", "role")
 
     def model_in_use(self, champion: Any, challenger: Any) -> None:

@@ -3,6 +3,7 @@ metrics, and the opted-in rides it remembers."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from cachetools import TTLCache
 
+from gateway.follower import DecisionFollower, WaitingRides
 from gateway.metrics import GatewayMetrics
 from producers.publisher import AsyncRidePublisher
 from ridestream.exceptions import RidestreamError
@@ -21,6 +23,7 @@ from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES
 from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore
+from ridestream.store.records import RideResult
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +49,36 @@ class Gateway:
     metrics: GatewayMetrics
     publisher: AsyncRidePublisher | None = None
     publisher_error: str | None = None
+    follower: DecisionFollower | None = None
     _ready_at: float = 0.0
     _broker_ok: bool = False
     _admin: Any = None
 
     def __post_init__(self) -> None:
         self.opted_in: TTLCache[str, float] = TTLCache(maxsize=OPTED_IN_MEMORY, ttl=3600)
+        self.waiting = WaitingRides()
+
+    def follow_decisions(self) -> None:
+        """Start following the decisions (on the event loop's thread: waiters are woken there)."""
+        if self.settings.gateway.follow_decisions and self.follower is None:
+            try:
+                self.follower = DecisionFollower(
+                    self.settings, self.waiting, asyncio.get_running_loop()
+                )
+                self.follower.start()
+            except Exception:  # like the publisher: the synchronous path never needs Kafka
+                logger.exception("not following decisions; waiting streams poll the store")
+                self.follower = None
+
+    @property
+    def following(self) -> bool:
+        """Whether waiting streams are woken by decisions (else they poll the store)."""
+        return self.follower is not None and self.follower.following
+
+    async def ride(self, ride_id: str, why: str) -> RideResult | None:
+        """What the store holds of a ride, counted by why it was read."""
+        self.metrics.store_reads.labels(why).inc()
+        return await asyncio.to_thread(self.store.ride, ride_id)
 
     def model_for(self, client: str) -> LoadedModel:
         champion = self.champion.current

@@ -86,8 +86,18 @@ def service_grants(settings: Settings) -> list[Grant]:
     return [
         # The backend's publisher: ride events in, nothing out.
         *_grants("publisher", TOPIC, LITERAL, [topic("started"), topic("completed")], WRITE),
-        # The gateway: opted-in rides and its own prediction record.
-        *_grants("gateway", TOPIC, LITERAL, [topic("started"), topic("predictions")], WRITE),
+        # The gateway: opted-in rides and its own prediction record; it follows the decisions
+        # (a group per replica) to wake waiting riders, dead-lettering what it cannot read.
+        *_grants(
+            "gateway", TOPIC, LITERAL, [topic("started"), topic("predictions"), topic("dlq")], WRITE
+        ),
+        *_grants("gateway", TOPIC, LITERAL, [topic("decisions")], READ),
+        *_grants("gateway", GROUP, PREFIXED, [group + "gateway."], READ),
+        # The backend's decision subscribers (dispatch, pricing, notifications): decisions and
+        # predictions in, in groups of their own; dead letters out.
+        *_grants("subscriber", TOPIC, LITERAL, [topic("decisions"), topic("predictions")], READ),
+        *_grants("subscriber", TOPIC, LITERAL, [topic("dlq")], WRITE),
+        *_grants("subscriber", GROUP, PREFIXED, [group + "subscriber."], READ),
         # A predictor replica: started rides in; predictions and dead letters out, in
         # transactions of its own id (<group>.<instance>) that commit its group's offsets.
         *_grants("predictor", TOPIC, LITERAL, [topic("started")], READ),

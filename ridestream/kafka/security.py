@@ -36,7 +36,7 @@ NODE_SUBJECT = "ridestream-node"
 # Who talks to the cluster, one principal each: services get only what their role needs
 # (ridestream.kafka.acls), ``operator`` runs the command-line tools, ``admin`` is the nodes'
 # own identity on the client listener and manages ACLs.
-PRINCIPALS = (ADMIN, "operator", "publisher", "gateway", "predictor", "decisions")
+PRINCIPALS = (ADMIN, "operator", "publisher", "gateway", "predictor", "decisions", "subscriber")
 CERT_DAYS = 825
 
 

@@ -264,7 +264,9 @@ class GatewaySettings(Section):
         default=30.0, gt=0, le=300, description="How long an SSE stream waits for the result."
     )
     events_poll_s: float = Field(default=0.2, gt=0)
-    """How often an SSE stream looks for the result."""
+    """How often a waiting stream reads the store when the gateway is not following decisions."""
+    follow_decisions: bool = True
+    """Follow `rides.decisions`, so waiting streams are woken by their ride's decision."""
     challenger_share: float = Field(
         default=0.0,
         ge=0,

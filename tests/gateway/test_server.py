@@ -69,7 +69,15 @@ def server(stack_settings: Settings) -> Iterator[str]:
     thread.join(timeout=30)
 
 
-def test_an_opted_in_ride_comes_back_enhanced_through_get_and_sse(
+def store_reads(http: httpx.Client, why: str) -> float:
+    """The gateway's own count of decision-store reads, from its /metrics."""
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(f'ridestream_gateway_store_reads_total{{why="{why}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_an_opted_in_ride_comes_back_enhanced_through_get_sse_and_long_poll(
     stack_settings: Settings, server: str
 ) -> None:
     running = [Running(Predictor(stack_settings, target)) for target in TARGETS]
@@ -109,6 +117,17 @@ def test_an_opted_in_ride_comes_back_enhanced_through_get_and_sse(
             assert {p["target"] for p in result["predictions"]} == set(TARGETS)
             assert result["decision"]["quote"] > 0
             assert waited < 15, f"the enhanced result took {waited:.1f} s"
+
+            # The stream read the store when it opened and when its decision arrived (and once
+            # more if the follower was assigned meanwhile), never in between.
+            assert store_reads(http, "wait") <= 3
+
+            second = {**RIDE, "ride_id": "e2e-2", "enhanced": True}
+            assert http.post("/v1/predictions", json=second).status_code == 200
+            polled = http.get("/v1/rides/e2e-2", params={"wait_s": 15}).json()
+            assert polled["status"] == "decided"
+            assert polled["decision"]["quote"] > 0
+            assert store_reads(http, "wait") <= 6
 
             fetched = http.get(body["enhanced"]["href"]).json()
             assert fetched["decision"] == result["decision"]

@@ -18,7 +18,13 @@ def test_the_acls_give_each_service_its_role_only() -> None:
     assert ("predictor", "TOPIC", full("started"), "READ") in grants
     assert ("predictor", "TOPIC", full("predictions"), "WRITE") in grants
     assert not {g for g in grants if g[0] == "predictor" and g[2] == full("decisions")}
-    assert not {g for g in grants if g[0] in ("publisher", "gateway") and g[3] == "READ"}
+    assert not {g for g in grants if g[0] == "publisher" and g[3] == "READ"}
+    # The gateway reads the decisions only (to wake waiting riders), in its replicas' groups.
+    assert {g[2] for g in grants if g[0] == "gateway" and g[3] == "READ"} == {
+        full("decisions"),
+        "tenant.ridestream.gateway.",
+    }
+    assert {g[2] for g in grants if g[0] == "subscriber" and g[3] == "WRITE"} == {full("dlq")}
     assert {g[2] for g in grants if g[0] == "publisher"} == {full("started"), full("completed")}
     assert ("decisions", "TOPIC", full("decisions"), "WRITE") in grants
     assert not {
