@@ -44,12 +44,15 @@ from bench.common import broker_for, drop_prefix, fresh_prefix, machine, percent
 from bench.harness import (
     Follower,
     alive_check,
+    compile_champions,
     cpu_seconds,
+    ensure_champions,
     ridestream_command,
     stopped_at_exit,
 )
 from producers.replay import replay
 from ridestream.contracts.events import TARGETS
+from ridestream.ml.registry import MODEL_NAMES
 from ridestream.ml.tlc import month_file
 from ridestream.settings import Settings
 from ridestream.store.decisions import DecisionStore
@@ -316,6 +319,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = Settings()
+    # A fresh clone has no models yet; and the predictors should serve compiled from the start.
+    names = [MODEL_NAMES[target] for target in TARGETS]
+    ensure_champions(settings, names)
+    compile_champions(settings, names, args.backend)
     # A broker the bench starts keeps running, like `ridestream kafka start`.
     broker = broker_for(settings)
     broker_pid = broker.pid() if broker is not None else None

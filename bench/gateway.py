@@ -42,7 +42,7 @@ import httpx
 import pandas as pd
 
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, write_results
-from bench.harness import tree
+from bench.harness import compile_champions, ensure_champions, tree
 from bench.http_load import WRK_TIMEOUT, answer, free_port, load, lua_script, server
 from gateway.predictions import predict_duration
 from gateway.schemas import EXAMPLE_RIDE, RideRequest
@@ -182,7 +182,9 @@ def run_mlflow(settings: Settings, args: argparse.Namespace, logs: Path) -> dict
 # -- where our time goes ----------------------------------------------------------------------------
 def stage_costs(settings: Settings, rounds: int = 2000) -> dict[str, float]:
     """µs per request of each stage of our synchronous path, alone in this process."""
-    model = AliasedModel(mlflow_client(settings.mlflow), MODEL, CHAMPION, settings.models).current
+    model = AliasedModel(
+        mlflow_client(settings.mlflow), MODEL, CHAMPION, settings.models
+    ).wait_compiled()
     assert model is not None, "AliasedModel raises when the alias is missing"
     raw = json.dumps(RIDE).encode()
     ride = RideRequest.model_validate_json(raw)
@@ -296,6 +298,8 @@ def main() -> None:
     settings = settings.model_copy(
         update={"models": settings.models.model_copy(update={"backend": args.backend})}
     )
+    ensure_champions(settings, [MODEL])
+    compile_champions(settings, [MODEL], args.backend)  # the gateway then serves it compiled
     with_enhanced = not args.skip_enhanced
     if with_enhanced:
         broker_for(settings)

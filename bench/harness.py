@@ -20,7 +20,8 @@ from ridestream.contracts.schemas import PREDICTION
 from ridestream.kafka.clients import consumer_config, is_transient, producer_config, unique_group_id
 from ridestream.kafka.producer import ReliableProducer
 from ridestream.ml.features import FEATURE_SET
-from ridestream.ml.registry import outdated_champions
+from ridestream.ml.models import AliasedModel
+from ridestream.ml.registry import CHAMPION, outdated_champions
 from ridestream.ml.tracking import mlflow_client
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.serde.columnar_decode import ColumnarDecoder
@@ -41,6 +42,16 @@ def ensure_champions(settings: Settings, names: Iterable[str]) -> None:
             f"no @champion of {', '.join(missing)}: training as `make demo` does (ridestream train) ..."
         )
         subprocess.run([ridestream_command(), "train"], check=True)
+
+
+def compile_champions(settings: Settings, names: Iterable[str], backend: str) -> None:
+    """Load each champion through ``backend`` and wait for its compiled form: the services the
+    bench starts then find it in the shared cache and serve compiled from their first ride
+    (instead of on the booster while they compile, which is what a fresh replica does)."""
+    models = settings.models.model_copy(update={"backend": backend})
+    client = mlflow_client(settings.mlflow)
+    for name in names:
+        AliasedModel(client, name, CHAMPION, models).wait_compiled()
 
 
 @contextmanager

@@ -32,7 +32,9 @@ def champion(settings: Settings, backend: str) -> AliasedModel:
     name = MODEL_NAMES[TARGET]
     ensure_champions(settings, [name])
     models = settings.models.model_copy(update={"backend": backend})
-    return AliasedModel(mlflow_client(settings.mlflow), name, CHAMPION, models)
+    model = AliasedModel(mlflow_client(settings.mlflow), name, CHAMPION, models)
+    model.wait_compiled()  # measure the backend asked for, not the booster serving meanwhile
+    return model
 
 
 def encoded_rides(rides: pd.DataFrame, chunk: int = 10_000) -> tuple[list[bytes], list[str]]:

@@ -16,6 +16,7 @@ import os
 import platform
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,13 +130,18 @@ def _booster_predict(booster: Any, threads: int) -> Callable[[np.ndarray], np.nd
     return predict
 
 
-def _lleaves_predict(booster: Any, cache: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def _lleaves_import() -> Any:
     try:
         import lleaves
     except ImportError as exc:
         raise RidestreamError(
             "RIDESTREAM_MODELS__BACKEND=lleaves needs the compiled extra: pip install 'ridestream[compiled]'"
         ) from exc
+    return lleaves
+
+
+def _compiled_files(booster: Any, cache: Path) -> tuple[str, Path, Path]:
+    """A booster's text and where its compiled form lives in the cache (model.txt, model.o)."""
     model_text = booster.model_to_string()
     # Keyed by content and CPU, never by name/version alone: lleaves trusts whatever object file
     # it finds, and a "v1" of another store (or another machine) is another model.
@@ -143,15 +149,25 @@ def _lleaves_predict(booster: Any, cache: Path, threads: int) -> Callable[[np.nd
         (model_text + platform.machine() + platform.processor()).encode()
     ).hexdigest()[:24]
     folder = cache / key
-    folder.mkdir(parents=True, exist_ok=True)
-    model_file, object_file = folder / "model.txt", folder / "model.o"
+    return model_text, folder / "model.txt", folder / "model.o"
+
+
+def is_compiled(booster: Any, cache: Path) -> bool:
+    """Whether the cache holds this booster's compiled object (loading it takes milliseconds)."""
+    return _compiled_files(booster, cache)[2].exists()
+
+
+def _lleaves_predict(booster: Any, cache: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    lleaves = _lleaves_import()
+    model_text, model_file, object_file = _compiled_files(booster, cache)
+    model_file.parent.mkdir(parents=True, exist_ok=True)
     if not model_file.exists():
         _write_atomically(model_file, model_text.encode())
     compiled = lleaves.Model(model_file=str(model_file))
     if object_file.exists():
         compiled.compile(cache=str(object_file))
     else:  # compile next to it, then rename: a concurrent loader never reads half a file
-        partial = folder / f"model.{os.getpid()}.o"
+        partial = model_file.parent / f"model.{os.getpid()}.{threading.get_ident()}.o"
         compiled.compile(cache=str(partial))
         partial.replace(object_file)
 
@@ -168,13 +184,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def load_version(
-    client: Any, name: str, version: str, role: str, settings: ModelSettings, *, threads: int = 1
+    client: Any,
+    name: str,
+    version: str,
+    role: str,
+    settings: ModelSettings,
+    *,
+    threads: int = 1,
+    compile_now: bool = True,
 ) -> LoadedModel:
     """Load one registered version as its native booster (optionally compiled), with the
     companions its training run logged beside it.
 
     ``threads=1`` suits services (small batches, where OpenMP start-up costs more than it saves,
-    and scaling is by processes); offline scoring passes 0, every core.
+    and scaling is by processes); offline scoring passes 0, every core. With the lleaves backend
+    and ``compile_now=False``, a version whose compiled form is not in the cache yet comes back
+    on the native booster (``backend`` says which): compiling takes minutes on a small machine.
     """
     import lightgbm as lgb
     import mlflow.lightgbm
@@ -191,28 +216,38 @@ def load_version(
             scale = lgb.Booster(
                 model_file=client.download_artifacts(run_id, SCALE_ARTIFACT, folder)
             )
-    if settings.backend == "lleaves":
+    backend = settings.backend
+    cache = settings.cache_dir / name
+    if backend == "lleaves" and not compile_now:
+        boosters = [booster] if scale is None else [booster, scale]
+        if not all(is_compiled(b, cache) for b in boosters):
+            backend = "booster"
+    if backend == "lleaves":
         # lleaves counts threads from 1; LightGBM's 0 (= every core) maps to its default.
         cores = threads or (os.cpu_count() or 1)
 
         def predictor(b: Any) -> Callable[[np.ndarray], np.ndarray]:
-            return _lleaves_predict(b, settings.cache_dir / name, cores)
+            return _lleaves_predict(b, cache, cores)
     else:
 
         def predictor(b: Any) -> Callable[[np.ndarray], np.ndarray]:
             return _booster_predict(b, threads)
 
     model = compose(name, version, role, booster, prior, scale, predictor=predictor,
-                    backend=settings.backend)  # fmt: skip
+                    backend=backend)  # fmt: skip
     logger.info(
-        "loaded model=%s version=%s role=%s backend=%s%s", name, version, role, settings.backend,
+        "loaded model=%s version=%s role=%s backend=%s%s", name, version, role, backend,
         " (rate × scale)" if scale is not None else "",
     )  # fmt: skip
     return model
 
 
 class AliasedModel:
-    """The model behind a registry alias, kept current by polling."""
+    """The model behind a registry alias, kept current by polling.
+
+    With the lleaves backend, a version not compiled yet on this machine serves on its booster at
+    once and is compiled in a background thread (into the shared cache, where the next replica
+    finds it), then swapped in: a new replica serves within seconds, not minutes."""
 
     def __init__(
         self, client: Any, name: str, alias: str, settings: ModelSettings, *, required: bool = True
@@ -226,6 +261,9 @@ class AliasedModel:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self.compiling: threading.Thread | None = (
+            None  # a version compiling while its booster serves
+        )
         self.refresh()
         if required and self._current is None:
             raise ModelNotFoundError(
@@ -254,8 +292,12 @@ class AliasedModel:
                 logger.warning("alias @%s of %s is gone; shadowing stops", self.alias, self.name)
                 self._current = None
                 return True
-            loaded = load_version(self.client, self.name, version, self.alias, self.settings)
+            loaded = load_version(
+                self.client, self.name, version, self.alias, self.settings, compile_now=False
+            )
             self._current = loaded  # the swap: one reference assignment
+            if loaded.backend != self.settings.backend:
+                self._compile_in_background(loaded)
             logger.info(
                 "model=%s alias=%s now version=%s (was %s)",
                 self.name,
@@ -264,6 +306,39 @@ class AliasedModel:
                 current.version if current else None,
             )
             return True
+
+    def _compile_in_background(self, serving: LoadedModel) -> None:
+        """Compile ``serving``'s version while its booster serves; swap the compiled one in if
+        that version is still the one in use."""
+
+        def compile_and_swap() -> None:
+            started = time.monotonic()
+            try:
+                compiled = load_version(
+                    self.client, self.name, serving.version, self.alias, self.settings
+                )
+            except Exception:
+                logger.exception("compiling %s v%s failed; the booster serves on", self.name,
+                                 serving.version)  # fmt: skip
+                return
+            with self._lock:
+                if self._current is serving:
+                    self._current = compiled
+                    logger.info(
+                        "model=%s version=%s compiled in %.0f s; now served by %s",
+                        self.name, serving.version, time.monotonic() - started, compiled.backend,
+                    )  # fmt: skip
+
+        self.compiling = threading.Thread(
+            target=compile_and_swap, name=f"compile-{self.name}-{serving.version}", daemon=True
+        )
+        self.compiling.start()
+
+    def wait_compiled(self, timeout_s: float | None = None) -> LoadedModel | None:
+        """Wait for a background compile, if one runs; the version in use then."""
+        if self.compiling is not None:
+            self.compiling.join(timeout_s)
+        return self._current
 
     def start_polling(self) -> None:
         """Poll in a background thread, so loading never stalls the caller's loop."""

@@ -167,3 +167,29 @@ def test_a_registry_outage_is_an_error_not_a_missing_model(monkeypatch: pytest.M
     uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MlflowException):
         alias_version(MlflowClient(tracking_uri=uri, registry_uri=uri), "ride-cost", CHAMPION)
+
+
+def test_an_uncompiled_version_serves_on_its_booster_at_once_then_compiled(
+    trained: tuple[Settings, list[Any]], tmp_path: Path, features: np.ndarray
+) -> None:
+    settings, _ = trained
+    client = mlflow_client(settings.mlflow)
+    compiled_settings = ModelSettings(backend="lleaves", cache_dir=tmp_path / "compiled")
+    model = AliasedModel(client, "ride-duration-simple", CHAMPION, compiled_settings)
+    first = model.current
+    assert first is not None
+    assert first.backend == "booster"  # nothing compiled in this cache yet
+    assert model.compiling is not None
+    model.compiling.join(timeout=600)
+    swapped = model.current
+    assert swapped is not None
+    assert swapped.backend == "lleaves"
+    assert swapped.version == first.version
+    np.testing.assert_allclose(
+        swapped.predict(features), first.predict(features), rtol=1e-9, atol=1e-9
+    )
+    # A second replica on this machine finds the compiled form and starts compiled.
+    replica = AliasedModel(client, "ride-duration-simple", CHAMPION, compiled_settings)
+    assert replica.current is not None
+    assert replica.current.backend == "lleaves"
+    assert replica.compiling is None
