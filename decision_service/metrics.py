@@ -38,6 +38,11 @@ class DecisionMetrics:
             "From the RideStarted event time to the stored decision",
             buckets=LATENCY_BUCKETS,
         )
+        self.published_latency = metric.histogram(
+            "ridestream_event_to_decision_published_seconds",
+            "From the RideStarted event time to the decision's committed publication",
+            buckets=LATENCY_BUCKETS,
+        )
         self.store_seconds = metric.histogram(
             "ridestream_store_write_seconds",
             "Decision store transaction time per batch",

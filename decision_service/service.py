@@ -378,4 +378,9 @@ class DecisionService:
             dtype=np.int64,
             count=len(decisions),
         )
-        observe_all(m.latency, np.maximum(now_ms() - source_ms, 0) / 1000)
+        # Observed after the commit: the decision was stored at decided_at, published just now.
+        decided_ms = np.fromiter(
+            (to_ms(d.decided_at) for d in decisions), dtype=np.int64, count=len(decisions)
+        )
+        observe_all(m.latency, np.maximum(decided_ms - source_ms, 0) / 1000)
+        observe_all(m.published_latency, np.maximum(now_ms() - source_ms, 0) / 1000)

@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from confluent_kafka import TopicPartition
+from prometheus_client import Histogram
 
 from producers.subscriber import LATEST, DecisionSubscriber
 from ridestream.contracts.events import Decision, Prediction
@@ -73,9 +75,14 @@ class DecisionFollower:
     """A thread reading every decision, waking the waiters of the rides decided."""
 
     def __init__(
-        self, settings: Settings, waiting: WaitingRides, loop: asyncio.AbstractEventLoop
+        self,
+        settings: Settings,
+        waiting: WaitingRides,
+        loop: asyncio.AbstractEventLoop,
+        delivery: Histogram | None = None,
     ) -> None:
-        self._waiting, self._loop = waiting, loop
+        """``delivery`` observes each decision's age when it is read (decided_at → here)."""
+        self._waiting, self._loop, self._delivery = waiting, loop, delivery
         group = f"{settings.topics.prefix}ridestream.gateway.{uuid.uuid4().hex[:12]}"
         self._subscriber = DecisionSubscriber(
             settings,
@@ -106,6 +113,8 @@ class DecisionFollower:
 
     def _decided(self, event: Decision | Prediction) -> None:
         self.decisions += 1
+        if self._delivery is not None and isinstance(event, Decision):
+            self._delivery.observe(max(time.time() - event.decided_at.timestamp(), 0.0))
         # Read off the loop's thread; a waiter registered a moment after this check reads the
         # store after registering, where the decision already is.
         if event.ride_id in self._waiting:

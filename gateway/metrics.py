@@ -42,6 +42,18 @@ class GatewayMetrics:
         self.waiting = metric.gauge(
             "ridestream_gateway_waiting_rides", "Rides that open streams and long-polls wait for"
         )
+        waits = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
+        self.decision_delivery = metric.histogram(
+            "ridestream_gateway_decision_delivery_seconds",
+            "From a decision's decided_at to the gateway reading it off rides.decisions",
+            buckets=waits,
+        )
+        self.enhanced_result = metric.histogram(
+            "ridestream_gateway_enhanced_result_seconds",
+            "From an opted-in ride acknowledged by the broker to its decided result reaching the rider",
+            "via",
+            buckets=waits,
+        )
         self.model = metric.info("ridestream_gateway_model", "Simple-model versions in use", "role")
 
     def model_in_use(self, champion: Any, challenger: Any) -> None:

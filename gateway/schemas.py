@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, NaiveDatetime, ValidationError
 
 from ridestream.contracts.events import MAX_PASSENGERS, ZONE_MAX, ZONE_MIN
 from ridestream.store.records import RideResult
@@ -133,6 +134,7 @@ class TargetPrediction(BaseModel):
     model_name: str
     model_version: str
     role: str
+    predicted_at: AwareDatetime = Field(description="When the model made it (UTC).")
 
 
 class RideResponse(BaseModel):
@@ -155,6 +157,7 @@ def ride_response(result: RideResult) -> RideResponse:
                 model_name=p.model_name,
                 model_version=p.model_version,
                 role=p.role,
+                predicted_at=datetime.fromtimestamp(p.predicted_at_ms / 1000, UTC),
             )
             for p in result.predictions
         ],

@@ -63,7 +63,10 @@ class Gateway:
         if self.settings.gateway.follow_decisions and self.follower is None:
             try:
                 self.follower = DecisionFollower(
-                    self.settings, self.waiting, asyncio.get_running_loop()
+                    self.settings,
+                    self.waiting,
+                    asyncio.get_running_loop(),
+                    self.metrics.decision_delivery,
                 )
                 self.follower.start()
             except Exception:  # like the publisher: the synchronous path never needs Kafka
@@ -74,6 +77,12 @@ class Gateway:
     def following(self) -> bool:
         """Whether waiting streams are woken by decisions (else they poll the store)."""
         return self.follower is not None and self.follower.following
+
+    def delivered(self, ride_id: str, via: str) -> None:
+        """A decided result reached its rider: how long after the opt-in."""
+        opted_in_at = self.opted_in.get(ride_id)
+        if opted_in_at is not None:
+            self.metrics.enhanced_result.labels(via).observe(max(time.time() - opted_in_at, 0.0))
 
     async def ride(self, ride_id: str, why: str) -> RideResult | None:
         """What the store holds of a ride, counted by why it was read."""

@@ -68,6 +68,7 @@ async def ride_result(
     if wait_s > 0 and ride_id in gateway.opted_in:
         async for result in watch(gateway, ride_id, wait_s):
             if result is not None:
+                gateway.delivered(ride_id, "long_poll")
                 return ride_response(result)
         return pending(ride_id)
     result = await gateway.ride(ride_id, "lookup")
@@ -85,6 +86,7 @@ async def ride_events(ride_id: KnownRide, gateway: GatewayDep) -> AsyncIterator[
     sent_pending = False
     async for result in watch(gateway, ride_id, timeout_s):
         if result is not None:
+            gateway.delivered(ride_id, "sse")
             yield ServerSentEvent(
                 event="result", data=ride_response(result).model_dump(mode="json")
             )
