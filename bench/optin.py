@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from bench.common import broker_for, drop_prefix, fresh_prefix, machine, percentile, write_results
 from bench.decisions import service, service_env, start_predictors
@@ -53,6 +53,24 @@ TICK_S = 0.1
 HOP_SAMPLE = 300  # round trips whose hops are read back from the store
 
 
+def _histogram_quantiles(metrics: str, name: str, labels: str) -> dict[str, float]:
+    """p50/p99 of one Prometheus histogram series (its bucket bounds, as histogram_quantile)."""
+    buckets = []
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_bucket{{") and labels in line:
+            bound = re.search(r'le="([^"]+)"', line)
+            assert bound is not None
+            buckets.append((float(bound.group(1)), float(line.split()[-1])))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return {}
+    total = buckets[-1][1]
+    return {
+        f"p{q}": next(bound for bound, count in buckets if count >= total * q / 100)
+        for q in (50, 99)
+    }
+
+
 def _store_reads(metrics: str, why: str) -> float:
     match = re.search(
         rf'^ridestream_gateway_store_reads_total\{{why="{why}"\}}\s+([\d.e+]+)$',
@@ -62,11 +80,12 @@ def _store_reads(metrics: str, why: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def _result(client: httpx.AsyncClient, ride_id: str) -> str:
+async def _result(client: aiohttp.ClientSession, ride_id: str) -> str:
     """Follow a ride's SSE stream to its last event: ``result`` or ``timeout``."""
     name = ""
-    async with client.stream("GET", f"/v1/rides/{ride_id}/events") as stream:
-        async for line in stream.aiter_lines():
+    async with client.get(f"/v1/rides/{ride_id}/events") as stream:
+        async for raw in stream.content:
+            line = raw.decode().rstrip("\r\n")
             if line.startswith("event: "):
                 name = line.removeprefix("event: ")
             elif line.startswith("data: ") and name in ("result", "timeout"):
@@ -74,15 +93,30 @@ async def _result(client: httpx.AsyncClient, ride_id: str) -> str:
     return name or "closed"
 
 
-async def _opt_in(client: httpx.AsyncClient, ride_id: str) -> float:
+async def _opt_in(client: aiohttp.ClientSession, ride_id: str) -> float:
     started = time.perf_counter()
-    response = await client.post("/v1/predictions", json={**EXAMPLE_RIDE, "ride_id": ride_id,
-                                                          "enhanced": True})  # fmt: skip
+    ride = {**EXAMPLE_RIDE, "ride_id": ride_id, "enhanced": True}
+    async with client.post("/v1/predictions", json=ride) as response:
+        body = await response.json()
     answered = time.perf_counter() - started
-    body = response.json()
-    if response.status_code != 200 or body["enhanced"]["status"] != "pending":
-        raise RuntimeError(f"opting in {ride_id} answered {response.status_code}: {body}")
+    if response.status != 200 or body["enhanced"]["status"] != "pending":
+        raise RuntimeError(f"opting in {ride_id} answered {response.status}: {body}")
     return answered
+
+
+def _session(base: str, connections: int) -> aiohttp.ClientSession:
+    # aiohttp, not httpx: with hundreds of open connections httpx's pool costs the load
+    # generator more CPU than the server spends on them.
+    return aiohttp.ClientSession(
+        base_url=base,
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=120),
+    )
+
+
+async def _metrics(client: aiohttp.ClientSession) -> str:
+    async with client.get("/metrics") as response:
+        return await response.text()
 
 
 async def riders(
@@ -94,26 +128,29 @@ async def riders(
     outcomes: dict[str, int] = {}
     stamps: list[tuple[str, float, float]] = []  # ride, asked and result (epoch s)
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=count * 2 + 10, max_keepalive_connections=count * 2)
 
-    async def rider(number: int, client: httpx.AsyncClient) -> None:
+    async def rider(number: int, client: aiohttp.ClientSession) -> None:
         await asyncio.sleep(random.uniform(0, 2 * think_s))  # riders arrive spread out
         trip = 0
         while time.monotonic() < deadline:
             ride_id = f"{prefix}-{number}-{trip}"
             trip += 1
             started, asked = time.perf_counter(), time.time()
-            answers.append(await _opt_in(client, ride_id))
-            outcome = await _result(client, ride_id)
+            try:
+                answers.append(await _opt_in(client, ride_id))
+                outcome = await _result(client, ride_id)
+            except aiohttp.ClientError as exc:  # counted, not fatal: the figures say how many
+                outcome = type(exc).__name__
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if outcome == "result":
                 trips.append(time.perf_counter() - started)
                 stamps.append((ride_id, asked, time.time()))
             await asyncio.sleep(random.uniform(0, 2 * think_s))
 
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+    async with _session(base, count * 2 + 10) as client:
         await asyncio.gather(*(rider(n, client) for n in range(count)))
         hops = await _hops(client, random.sample(stamps, min(len(stamps), HOP_SAMPLE)))
+        metrics = await _metrics(client)
     return {
         "riders": count,
         "round_trips": len(trips),
@@ -121,17 +158,30 @@ async def riders(
         "answer_s": _quantiles(answers),
         "round_trip_s": _quantiles(trips),
         "hops_s": hops,
+        # The gateway's own view (bucket bounds): what it measured of the same requests.
+        "gateway_metrics_s": {
+            "opt_in_request": _histogram_quantiles(
+                metrics, "ridestream_gateway_request_seconds", 'route="/v1/predictions"'
+            ),
+            "acknowledged_to_result_sse": _histogram_quantiles(
+                metrics, "ridestream_gateway_enhanced_result_seconds", 'via="sse"'
+            ),
+            "stored_decision_to_gateway": _histogram_quantiles(
+                metrics, "ridestream_gateway_decision_delivery_seconds", ""
+            ),
+        },
     }
 
 
 async def _hops(
-    client: httpx.AsyncClient, stamps: list[tuple[str, float, float]]
+    client: aiohttp.ClientSession, stamps: list[tuple[str, float, float]]
 ) -> dict[str, dict[str, float]]:
     """Where a round trip's time went, from the store's own stamps of a sample of rides: the
     request → its last champion prediction made → its decision stored → the rider has it."""
     to_prediction, to_decision, to_rider = [], [], []
     for ride_id, asked, delivered in stamps:
-        ride = (await client.get(f"/v1/rides/{ride_id}")).json()
+        async with client.get(f"/v1/rides/{ride_id}") as response:
+            ride = await response.json()
         made = [
             datetime.fromisoformat(p["predicted_at"]).timestamp()
             for p in ride["predictions"]
@@ -150,9 +200,8 @@ async def _hops(
 
 async def waiting_streams(base: str, count: int, pause_s: float, paused: Any) -> dict[str, Any]:
     """``count`` streams open while nothing is decided: the store reads they cost meanwhile."""
-    limits = httpx.Limits(max_connections=count + 10, max_keepalive_connections=count + 10)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-        opened = _store_reads((await client.get("/metrics")).text, "wait")
+    async with _session(base, count + 10) as client:
+        opened = _store_reads(await _metrics(client), "wait")
         with paused():
             for start in range(0, count, 100):
                 await asyncio.gather(
@@ -161,16 +210,16 @@ async def waiting_streams(base: str, count: int, pause_s: float, paused: Any) ->
             streams = [asyncio.create_task(_result(client, f"wait-{n}")) for n in range(count)]
             # Every stream open and past its first read before the count starts.
             deadline = time.monotonic() + 60
-            while _store_reads((await client.get("/metrics")).text, "wait") < opened + count:
+            while _store_reads(await _metrics(client), "wait") < opened + count:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the waiting streams did not all open within 60 s")
                 await asyncio.sleep(0.2)
             await asyncio.sleep(0.5)
-            before = _store_reads((await client.get("/metrics")).text, "wait")
+            before = _store_reads(await _metrics(client), "wait")
             await asyncio.sleep(pause_s)
-            after = _store_reads((await client.get("/metrics")).text, "wait")
+            after = _store_reads(await _metrics(client), "wait")
         outcomes = await asyncio.gather(*streams)
-        total = _store_reads((await client.get("/metrics")).text, "wait")
+        total = _store_reads(await _metrics(client), "wait")
     return {
         "streams": count,
         "paused_s": pause_s,

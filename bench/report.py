@@ -250,12 +250,46 @@ def cluster(data: dict[str, Any], plot: Path) -> tuple[list[str], str]:
     return lines, data.get("command", "python -m bench.cluster")
 
 
+def optin(data: dict[str, Any], plot: Path) -> tuple[list[str], str]:
+    """Opted-in riders' round trips while the backend streams, and waiting streams' store reads."""
+    trips, targets = data["round_trips"], data["targets"]
+    answer, trip = trips["answer_s"], trips["round_trip_s"]
+    lines = [
+        f"{trips['riders']} riders for {data['seconds']:.0f} s while the backend streams "
+        f"{data['rate']:,.0f} rides/s: {trips['round_trips']:,} round trips "
+        f"(outcomes {trips['outcomes']}).",
+        "",
+        "| | p50 s | p99 s | target p99 s |",
+        "| --- | ---: | ---: | ---: |",
+        f"| opted-in request's answer | {answer['p50']} | **{answer['p99']}** | "
+        f"{targets['answer_p99_s']} ({_met(targets['answer_met'])}) |",
+        f"| request → SSE `result` | {trip['p50']} | **{trip['p99']}** | "
+        f"{targets['round_trip_p99_s']} "
+        f"({_met(targets['round_trip_met'])}) |",
+    ]
+    for hop, q in trips["hops_s"].items():
+        lines.append(f"| … {hop.replace('_', ' ')} | {q['p50']} | {q['p99']} | |")
+    waiting = data.get("waiting_streams")
+    if waiting:
+        lines += [
+            "",
+            f"{waiting['streams']:,} open SSE streams waiting {waiting['paused_s']:.0f} s (the "
+            f"decision service paused): **{waiting['store_reads_while_waiting']:.0f}** store "
+            f"reads meanwhile, {waiting['store_reads_per_stream']} per stream in all (its first "
+            f"read and the one its decision woke); {waiting['results']:,} results after.",
+        ]
+    rows = [(name.replace("_", " "), q) for name, q in trips["hops_s"].items()]
+    _bars(plot, rows, "p50", "p50 s")
+    return lines, data.get("command", "python -m bench.optin")
+
+
 SECTIONS: dict[str, tuple[str, Section]] = {
     "predict": ("Prediction and batch scoring", predict),
     "publish": ("Publishing rides", publish),
     "stream": ("The predictor", stream),
     "decisions": ("The decision service and the pipeline", decisions),
     "gateway": ("The gateway", gateway),
+    "optin": ("Opted-in riders", optin),
     "cluster": ("A three-node cluster", cluster),
 }
 

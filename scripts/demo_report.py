@@ -17,12 +17,13 @@ from sqlalchemy import func, select
 
 from decision_service.evaluation import comparison_text
 from decision_service.evaluation import report as evaluation_report
+from ridestream.contracts.events import TARGETS
 from ridestream.kafka.clients import batches_until_idle, consumer_config, unique_group_id
 from ridestream.ml.scoring import MAX_MINUTES, MIN_MINUTES
 from ridestream.ml.tracking import mlflow_client
 from ridestream.settings import Settings, get_settings
 from ridestream.store.decisions import DecisionStore
-from ridestream.store.tables import LABELLED, actuals, rides
+from ridestream.store.tables import LABELLED, actuals, predictions, rides
 
 
 def dead_letters(settings: Settings) -> int:
@@ -48,6 +49,20 @@ def run_figures(store: DecisionStore, run: str) -> dict[str, Any]:
                 rides.c.actions,
             ).where(mine, rides.c.status == "decided")
         ).all()
+        # Where a decision's time went, from the store's own stamps: the predictor made the
+        # ride's last champion prediction, the decision service received it, then decided.
+        hops = conn.execute(
+            select(
+                rides.c.source_event_time_ms,
+                func.max(predictions.c.predicted_at_ms),
+                func.max(predictions.c.stored_at_ms),
+                rides.c.decided_at_ms,
+            )
+            .join(predictions, predictions.c.ride_id == rides.c.ride_id)
+            .where(mine, rides.c.status == "decided", predictions.c.role == "champion",
+                   predictions.c.target.in_(TARGETS))
+            .group_by(rides.c.ride_id)
+        ).all()  # fmt: skip
         mine_done = actuals.c.ride_id.like(f"{run}%")
         completed = conn.scalar(select(func.count()).where(mine_done))
         labelled = conn.scalar(select(func.count()).where(mine_done, LABELLED))
@@ -62,11 +77,25 @@ def run_figures(store: DecisionStore, run: str) -> dict[str, Any]:
         "completions_stored": int(completed or 0),
         "completions_labelled": int(labelled or 0),
         "actions": actions,
-        "event_to_decision_s": {
-            "p50": round(float(np.percentile(latency, 50)), 3),
-            "p99": round(float(np.percentile(latency, 99)), 3),
+        "event_to_decision_s": _quantiles(latency),
+        "hops_s": {
+            name: _quantiles(np.array([(row[i + 1] - row[i]) / 1000 for row in hops]))
+            for i, name in enumerate(HOPS)
         },
     }
+
+
+HOPS = (
+    "event → last champion prediction made",
+    "→ received by the decision service",
+    "→ decision stored",
+)
+
+
+def _quantiles(seconds: np.ndarray) -> dict[str, float]:
+    if not len(seconds):
+        seconds = np.array([0.0])
+    return {q: round(float(np.percentile(seconds, int(q[1:]))), 3) for q in ("p50", "p99")}
 
 
 def offline_figures(settings: Settings, evaluation: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -100,7 +129,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"- decisions: {run['decisions']} ({run['partial']} on partial predictions); "
         f"completions stored: {run['completions_stored']}",
         f"- event → stored decision: p50 {run['event_to_decision_s']['p50']} s, "
-        f"p99 {run['event_to_decision_s']['p99']} s",
+        f"p99 {run['event_to_decision_s']['p99']} s; per hop: "
+        + "; ".join(f"{hop} p50 {q['p50']} / p99 {q['p99']} s" for hop, q in run["hops_s"].items()),
         f"- actions: {run['actions'] or 'none'}",
         f"- dead letters on the DLQ (all runs): {result['dead_letters']}",
         "",
