@@ -58,21 +58,30 @@ def subscriber_group(settings: Settings, name: str) -> str:
 
 
 class _Subscription:
-    """What both subscribers share: the consumer, decoding, dead letters and stored offsets."""
+    """What both subscribers share: the consumer, decoding, dead letters and stored offsets.
+
+    ``name`` is the subscriber's own consumer group; ``start`` is where a group with nothing
+    committed begins (``earliest``, or ``latest``: only what is published from now on).
+    ``commit=False`` for a reader that never resumes (it always starts at ``latest``);
+    ``on_assigned`` is called with the partitions after each assignment (on the consumer's
+    thread); other keywords are librdkafka consumer options.
+    """
 
     def __init__(
         self,
         settings: Settings,
-        group_id: str,
+        name: str,
         *,
-        predictions: bool,
-        retries: int,
-        backoff_s: float,
-        start: str,
-        commit: bool,
-        on_assigned: Assigned | None,
-        consumer_overrides: dict[str, Any],
+        predictions: bool = False,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        start: str = EARLIEST,
+        commit: bool = True,
+        on_assigned: Assigned | None = None,
+        group_id: str | None = None,
+        **consumer_overrides: Any,
     ) -> None:
+        group_id = group_id or subscriber_group(settings, name)
         if start not in (EARLIEST, LATEST):
             raise ValueError(f"start must be {EARLIEST!r} or {LATEST!r}, not {start!r}")
         self.group_id = group_id
@@ -108,10 +117,12 @@ class _Subscription:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._start == LATEST:
-            # Start at each partition's end as it is *now*, before anyone is told: whatever was
-            # published before this moment is older than the caller's notification below.
-            for tp in partitions:
-                _, tp.offset = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            # A partition with nothing committed starts at its end as it is *now*, before anyone
+            # is told: whatever was published before is older than the notification below.
+            committed = consumer.committed(partitions, timeout=10)
+            for tp, done in zip(partitions, committed, strict=True):
+                if done.offset < 0:
+                    _, tp.offset = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
         consumer.incremental_assign(partitions)
         if self._on_assigned is not None:
             self._on_assigned(partitions)
@@ -182,38 +193,7 @@ class _Subscription:
 
 
 class DecisionSubscriber(_Subscription):
-    """Decisions (and predictions, with ``predictions=True``) handed to a function, at least once.
-
-    ``name`` is the subscriber's own consumer group; ``start`` is where a group with nothing
-    committed begins (``earliest``, or ``latest``: only what is published from now on).
-    ``commit=False`` for a reader that never resumes (it always starts at ``latest``).
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        name: str,
-        *,
-        predictions: bool = False,
-        retries: int = 3,
-        backoff_s: float = 0.2,
-        start: str = EARLIEST,
-        commit: bool = True,
-        on_assigned: Assigned | None = None,
-        group_id: str | None = None,
-        **consumer_overrides: Any,
-    ) -> None:
-        super().__init__(
-            settings,
-            group_id or subscriber_group(settings, name),
-            predictions=predictions,
-            retries=retries,
-            backoff_s=backoff_s,
-            start=start,
-            commit=commit,
-            on_assigned=on_assigned,
-            consumer_overrides=consumer_overrides,
-        )
+    """Decisions (and predictions, with ``predictions=True``) handed to a function, at least once."""
 
     def poll(self, handler: Handler, timeout_s: float = 0.5, max_records: int = 500) -> int:
         """Hand what has arrived (up to ``max_records``, waiting at most ``timeout_s``) to
@@ -257,31 +237,6 @@ class DecisionSubscriber(_Subscription):
 class AsyncDecisionSubscriber(_Subscription):
     """:class:`DecisionSubscriber` for ``async`` handlers: the consumer's waits run in a worker
     thread, the handler on the event loop (one record at a time, in order)."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        name: str,
-        *,
-        predictions: bool = False,
-        retries: int = 3,
-        backoff_s: float = 0.2,
-        start: str = EARLIEST,
-        commit: bool = True,
-        group_id: str | None = None,
-        **consumer_overrides: Any,
-    ) -> None:
-        super().__init__(
-            settings,
-            group_id or subscriber_group(settings, name),
-            predictions=predictions,
-            retries=retries,
-            backoff_s=backoff_s,
-            start=start,
-            commit=commit,
-            on_assigned=None,
-            consumer_overrides=consumer_overrides,
-        )
 
     async def poll(
         self, handler: AsyncHandler, timeout_s: float = 0.5, max_records: int = 500
