@@ -8,7 +8,8 @@ and the answer waits, bounded, for the broker's acknowledgement: ``enhanced.stat
 never depends on Kafka. ``GET /v1/rides/{ride_id}`` reads the enhanced result (predictions per
 target and the decision) from the decision store, and with ``?wait_s=`` waits for it (a
 long-poll); ``…/events`` pushes it as Server-Sent Events when it lands. Waiting costs no store
-queries: the gateway follows the decisions topic and wakes the rides decided (``follower.py``). ``/healthz``, ``/readyz``, ``/metrics`` and the OpenAPI docs complete it.
+queries: the gateway follows the decisions topic and wakes the rides decided (``follower.py``).
+``/healthz``, ``/readyz``, ``/metrics`` and the OpenAPI docs complete it.
 
 This module only assembles the app: the routes are in ``routes/``, their dependencies in
 ``deps.py``, the request and response models in ``schemas.py``, the shared state in ``state.py``.
