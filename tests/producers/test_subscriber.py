@@ -91,7 +91,7 @@ def test_committed_decisions_arrive_decoded_and_a_restarted_subscriber_resumes_a
     with DecisionSubscriber(kafka_settings, "dispatch") as subscriber:
         read_until(subscriber, again.append, lambda: len(again) >= 2)
         subscriber.poll(again.append, timeout_s=1.0)
-    assert [d.ride_id for d in again] == ["r-50", "r-51"]  # the handled ones were committed
+    assert sorted(d.ride_id for d in again) == ["r-50", "r-51"]  # the handled ones were committed
 
     other: list[Decision] = []
     with DecisionSubscriber(kafka_settings, "pricing") as subscriber:  # a group of its own
@@ -116,9 +116,8 @@ def test_a_failing_handler_is_retried_then_dead_lettered_and_the_stream_goes_on(
         handled.append(event.ride_id)
 
     with DecisionSubscriber(kafka_settings, "notify", retries=2, backoff_s=0.01) as subscriber:
-        read_until(subscriber, handler, lambda: "ok-2" in handled)
-        assert subscriber.dead_letters == 2
-    assert handled == ["ok-1", "ok-2"]
+        read_until(subscriber, handler, lambda: len(handled) == 2 and subscriber.dead_letters == 2)
+    assert sorted(handled) == ["ok-1", "ok-2"]  # in order per partition, not across them
     assert attempts["poison"] == 3  # the first try and two retries
     letters = consume_all(kafka_settings, kafka_settings.topics.full("dlq"), expected=2)
     by_key = {m.key().decode(): m for m in letters}
@@ -212,6 +211,6 @@ def test_the_documented_example_acts_on_each_decision_once_and_stops_cleanly_on_
         return lines
 
     publish_decisions(kafka_settings, ["d-1", "d-2"])
-    assert run_until(["d-1", "d-2"]) == ["dispatch d-1", "dispatch d-2"]
+    assert sorted(run_until(["d-1", "d-2"])) == ["dispatch d-1", "dispatch d-2"]
     publish_decisions(kafka_settings, ["d-3"])
     assert run_until(["d-3"]) == ["dispatch d-3"]  # resumed after what it had committed
