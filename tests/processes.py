@@ -66,10 +66,23 @@ class ServiceProcess:
         self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        """SIGTERM and wait (SIGKILL after a minute)."""
+        """SIGTERM and wait; a process still running after a minute has its threads' stacks
+        written to its log (py-spy), so the failing test shows where it hung, then SIGKILL."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
+                self._dump_stacks()
                 self.process.kill()
+                self.process.wait(timeout=30)
+
+    def _dump_stacks(self) -> None:
+        py_spy = Path(sys.executable).with_name("py-spy")
+        with self.log_path.open("ab") as log:
+            log.write(b"\n-- still running 60 s after SIGTERM; its threads (py-spy dump):\n")
+            log.flush()
+            subprocess.run(
+                [str(py_spy), "dump", "--pid", str(self.process.pid)],
+                stdout=log, stderr=subprocess.STDOUT, timeout=60, check=False,
+            )  # fmt: skip

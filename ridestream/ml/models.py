@@ -261,9 +261,8 @@ class AliasedModel:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self.compiling: threading.Thread | None = (
-            None  # a version compiling while its booster serves
-        )
+        # A version compiling while its booster serves.
+        self.compiling: threading.Thread | None = None
         self.refresh()
         if required and self._current is None:
             raise ModelNotFoundError(
