@@ -30,7 +30,8 @@ import signal
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,6 @@ from ridestream.settings import Settings
 
 TARGET_ROUND_TRIP_P99_S = 0.3
 TARGET_ANSWER_P99_S = 0.05
-TICK_S = 0.1
 HOP_SAMPLE = 300  # round trips whose hops are read back from the store
 
 
@@ -198,7 +198,9 @@ async def _hops(
     }
 
 
-async def waiting_streams(base: str, count: int, pause_s: float, paused: Any) -> dict[str, Any]:
+async def waiting_streams(
+    base: str, count: int, pause_s: float, paused: Callable[[], AbstractContextManager[None]]
+) -> dict[str, Any]:
     """``count`` streams open while nothing is decided: the store reads they cost meanwhile."""
     async with _session(base, count + 10) as client:
         opened = _store_reads(await _metrics(client), "wait")
@@ -270,15 +272,16 @@ def run(settings: Settings, args: argparse.Namespace, logs: Path) -> dict[str, A
             trips = asyncio.run(riders(base, args.riders, args.seconds, args.think_s))
             backend.wait(timeout=120)
 
-            class Paused:
-                def __enter__(self) -> None:
-                    os.kill(decide.pid, signal.SIGSTOP)
-
-                def __exit__(self, *_: object) -> None:
+            @contextmanager
+            def paused() -> Iterator[None]:
+                os.kill(decide.pid, signal.SIGSTOP)
+                try:
+                    yield
+                finally:
                     os.kill(decide.pid, signal.SIGCONT)
 
             waiting = (
-                asyncio.run(waiting_streams(base, args.streams, args.pause_s, Paused))
+                asyncio.run(waiting_streams(base, args.streams, args.pause_s, paused))
                 if args.streams
                 else None
             )
