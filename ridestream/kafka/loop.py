@@ -37,7 +37,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -102,6 +101,12 @@ class LoopConfig:
     # Told the partitions this replica holds, per topic, after every change of its assignment.
     on_assignment: Callable[[dict[str, int]], None] | None = None
 
+    @property
+    def commit_timeout_s(self) -> float:
+        """How long the loop waits for a commit on the helper thread before it gives the producer
+        up: past the transaction timeout the coordinator aborts the transaction anyway."""
+        return self.transaction_timeout_ms / 1000 + COMMIT_GRACE_S
+
     @classmethod
     def of(cls, section: PredictorSettings | DecisionSettings, **options: Any) -> LoopConfig:
         """A service's loop: batching, retries and the transaction timeout from its settings
@@ -115,6 +120,11 @@ class LoopConfig:
             transaction_timeout_ms=section.transaction_timeout_ms,
             **options,
         )
+
+
+# A commit's offsets and commit calls get 30 s each from librdkafka; one still running this long
+# past the transaction timeout is stuck (seen while a broker restarts), not slow.
+COMMIT_GRACE_S = 30.0
 
 
 @dataclass
@@ -156,7 +166,7 @@ class ExactlyOnceLoop(Generic[P]):
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._committing: _Committing[P] | None = None
-        self._commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-commit")
+        self._commits = transactions.CommitThread(f"{name}-commit")
         self.membership = Membership(topics, config.on_assignment)
         # A rewind that failed (a seek in the middle of a rebalance): nothing is published until
         # one succeeds, or the positions after an aborted batch would be committed.
@@ -379,7 +389,13 @@ class ExactlyOnceLoop(Generic[P]):
         """Wait for the transaction being committed, then tell the work; raises its error."""
         committing, self._committing = self._committing, None
         if committing is not None:
-            seconds = committing.commit.wait()
+            try:
+                seconds = committing.commit.wait(self.config.commit_timeout_s)
+            except KafkaException:
+                if not committing.commit.done():  # stuck: later commits need a thread of their own
+                    self._commits.shutdown()
+                    self._commits = transactions.CommitThread(f"{self.name}-commit")
+                raise
             self.work.committed([p.work for p in committing.batches], seconds)
 
     def _abort_and_rewind(self, exc: Exception) -> None:

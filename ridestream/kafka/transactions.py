@@ -5,9 +5,12 @@ consumer's positions, and on a failure abort it and rewind to the committed offs
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -118,6 +121,40 @@ def commit(producer: Producer, consumer: Consumer) -> float:
     return commit_with(producer, *positions(consumer))
 
 
+class CommitThread:
+    """One daemon thread that runs commits one at a time, in order (an executor of one worker).
+
+    A daemon, unlike ``ThreadPoolExecutor``'s workers: a commit stuck inside librdkafka (its
+    timeouts are not always kept while a broker restarts) is abandoned with its producer, and
+    must not keep the process from exiting.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[float], Callable[[], float]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def submit(self, call: Callable[[], float]) -> Future[float]:
+        future: Future[float] = Future()
+        self._jobs.put((future, call))
+        return future
+
+    def shutdown(self) -> None:
+        """No more commits; the thread ends after the one it runs."""
+        self._jobs.put(None)
+
+
 class CommitInFlight:
     """A transaction's commit (:func:`commit_with`) on a helper thread.
 
@@ -126,23 +163,37 @@ class CommitInFlight:
     the producer nor the transaction, so they go on meanwhile; the loop waits for this before it
     touches the producer again. librdkafka's calls release the GIL while they wait.
 
-    ``commits`` is the loop's own one-thread executor, so commits run one at a time and in order:
-    a thread per commit would make the loop wait for each new thread to start.
+    ``commits`` is the loop's own commit thread, so commits run one at a time and in order: a
+    thread per commit would make the loop wait for each new thread to start.
     """
 
-    def __init__(self, producer: Producer, consumer: Consumer, commits: Executor) -> None:
+    def __init__(self, producer: Producer, consumer: Consumer, commits: CommitThread) -> None:
         # Taken here, on the loop's thread, before it consumes on: the positions after the
         # transaction's batches.
         offsets, group = positions(consumer)
-        self._future = commits.submit(commit_with, producer, offsets, group)
+        self._future = commits.submit(lambda: commit_with(producer, offsets, group))
 
     def done(self) -> bool:
         """Whether the commit has ended (either way): :meth:`wait` would not block."""
         return self._future.done()
 
-    def wait(self) -> float:
-        """Block until committed, and return the commit's seconds; raises the commit's error."""
-        return self._future.result()
+    def wait(self, timeout_s: float) -> float:
+        """Block until committed, and return the commit's seconds; raises the commit's error.
+
+        A commit that has not returned after ``timeout_s`` raises a *fatal* timeout: the loop
+        then replaces the producer (its successor's ``init_transactions`` fences this one and
+        aborts what it left open) and reads the batch again, exactly once as after a crash.
+        """
+        try:
+            return self._future.result(timeout_s)
+        except FutureTimeoutError:
+            raise KafkaException(
+                KafkaError(
+                    KafkaError._TIMED_OUT,
+                    f"the transaction's commit did not return within {timeout_s:.0f} s",
+                    fatal=True,
+                )
+            ) from None
 
 
 FENCED = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED})

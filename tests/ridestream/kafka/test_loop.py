@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, cast
 
 import pytest
@@ -177,3 +178,44 @@ def test_a_fenced_producer_stops_the_loop() -> None:
     with pytest.raises(ProducerFailedError) as raised:
         made._recover(KafkaException(KafkaError(KafkaError._TRANSPORT)))
     assert raised.value.fenced
+
+
+class StuckProducer:
+    """A producer whose offsets call never returns (as librdkafka's once did, a broker away)."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def send_offsets_to_transaction(self, offsets: Any, group: Any, timeout: float) -> None:
+        self.released.wait()
+
+
+class PositionedConsumer:
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t", 0)]
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition("t", 0, 7)]
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def test_a_commit_that_never_returns_is_a_fatal_timeout_and_later_commits_run_on() -> None:
+    commits = transactions.CommitThread("test-commit")
+    producer = StuckProducer()
+    stuck = transactions.CommitInFlight(
+        cast(Any, producer), cast(Any, PositionedConsumer()), commits
+    )
+    with pytest.raises(KafkaException) as raised:
+        stuck.wait(0.2)
+    error = raised.value.args[0]
+    assert error.code() == KafkaError._TIMED_OUT
+    assert error.fatal()  # so the loop replaces the producer (transactions.abort)
+    # A fresh commit thread serves the next commits meanwhile; the stuck one is a daemon.
+    fresh = transactions.CommitThread("test-commit-2")
+    assert fresh.submit(lambda: 1.5).result(5) == 1.5
+    assert all(t.daemon for t in threading.enumerate() if t.name.startswith("test-commit"))
+    producer.released.set()
+    commits.shutdown()
+    fresh.shutdown()
