@@ -45,7 +45,8 @@ from ridestream.contracts.schemas import PREDICTION, RIDE_STARTED
 from ridestream.exceptions import RidestreamError
 from ridestream.kafka import dlq, transactions
 from ridestream.kafka.decoding import DecodedEvents, EventDecoder
-from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, group_name
+from ridestream.kafka.loop import ExactlyOnceLoop, group_name
+from ridestream.kafka.loop_config import LoopConfig
 from ridestream.ml.features import build_features
 from ridestream.ml.models import AliasedModel, LoadedModel
 from ridestream.ml.registry import CHALLENGER, CHAMPION, MODEL_NAMES

@@ -51,7 +51,8 @@ from ridestream.clock import instant, now_ms, to_ms, wall_clock
 from ridestream.contracts.events import TARGETS, Decision
 from ridestream.contracts.schemas import DECISION
 from ridestream.kafka import transactions
-from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, group_name
+from ridestream.kafka.loop import ExactlyOnceLoop, group_name
+from ridestream.kafka.loop_config import LoopConfig
 from ridestream.observability import observe_all, serve
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.serde.columnar_encode import ColumnarEncoder

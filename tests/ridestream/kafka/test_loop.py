@@ -10,7 +10,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from ridestream.kafka import transactions
 from ridestream.kafka.exceptions import ProducerFailedError
-from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig, _Committing, group_name
+from ridestream.kafka.loop import ExactlyOnceLoop, _Committing, group_name
+from ridestream.kafka.loop_config import LoopConfig
 from tests.conftest import make_settings
 
 

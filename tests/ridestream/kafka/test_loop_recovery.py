@@ -13,7 +13,8 @@ from confluent_kafka import Consumer, Message, Producer
 from ridestream.kafka import transactions
 from ridestream.kafka.clients import consumer_config, producer_config
 from ridestream.kafka.exceptions import ProducerFailedError
-from ridestream.kafka.loop import ExactlyOnceLoop, LoopConfig
+from ridestream.kafka.loop import ExactlyOnceLoop
+from ridestream.kafka.loop_config import LoopConfig
 from ridestream.kafka.producer import ReliableProducer
 from ridestream.settings import Settings
 from tests.helpers import consume_all
