@@ -95,8 +95,6 @@ class DecisionFollower:
         )
         self._assigned_once = threading.Event()
         self._thread = threading.Thread(target=self._run, name="decision-follower", daemon=True)
-        self.failure: BaseException | None = None
-        self.decisions = 0
 
     @property
     def following(self) -> bool:
@@ -112,7 +110,6 @@ class DecisionFollower:
         self._loop.call_soon_threadsafe(self._waiting.wake_all)
 
     def _decided(self, event: Decision | Prediction) -> None:
-        self.decisions += 1
         if self._delivery is not None and isinstance(event, Decision):
             self._delivery.observe(max(time.time() - event.decided_at.timestamp(), 0.0))
         # Read off the loop's thread; a waiter registered a moment after this check reads the
@@ -123,8 +120,7 @@ class DecisionFollower:
     def _run(self) -> None:
         try:
             self._subscriber.run(self._decided, poll_timeout_s=0.2)
-        except BaseException as exc:
-            self.failure = exc
+        except BaseException:
             logger.exception("the decision follower stopped; streams fall back to polling")
         finally:
             self._subscriber.close()

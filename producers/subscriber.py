@@ -95,7 +95,13 @@ class _Subscription:
                 make_serde(PREDICTION, settings),
             )
         self._dlq_topic = settings.topics.full("dlq")
-        self._retries, self._backoff_s = retries, backoff_s
+        # One retry policy per subscriber, not one per record.
+        retry: dict[str, Any] = {
+            "stop": stop_after_attempt(retries + 1),
+            "wait": wait_exponential(multiplier=backoff_s, max=max(backoff_s, 5.0)),
+            "reraise": True,
+        }
+        self._retrying, self._async_retrying = Retrying(**retry), AsyncRetrying(**retry)
         self._dlq: ReliableProducer | None = None
         self._producer_config = producer_config(settings)
         self.consumer = Consumer(
@@ -112,7 +118,6 @@ class _Subscription:
         )
         self.consumer.subscribe(list(self._serdes), on_assign=self._assigned)
         self._stopping = threading.Event()
-        self.handled = 0
         self.dead_letters = 0
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -148,13 +153,6 @@ class _Subscription:
             raise KafkaException(error)
         logger.warning("subscriber %s: %s", self.group_id, error)
         return False
-
-    def _retrying_options(self) -> dict[str, Any]:
-        return {
-            "stop": stop_after_attempt(self._retries + 1),
-            "wait": wait_exponential(multiplier=self._backoff_s, max=max(self._backoff_s, 5.0)),
-            "reraise": True,
-        }
 
     def _dead(self, letter: dlq.DeadLetter) -> None:
         """Send a letter and wait for the broker's acknowledgement: only then is it safe to move
@@ -212,8 +210,7 @@ class DecisionSubscriber(_Subscription):
             self._dead(event)
         else:
             try:
-                Retrying(**self._retrying_options())(handler, event)
-                self.handled += 1
+                self._retrying(handler, event)
             except Exception as exc:  # the handler's failure, after its retries
                 self._dead(dlq.DeadLetter(msg, HANDLER_FAILED, f"{type(exc).__name__}: {exc}"))
         self._done(msg)
@@ -256,10 +253,9 @@ class AsyncDecisionSubscriber(_Subscription):
             await asyncio.to_thread(self._dead, event)
         else:
             try:
-                async for attempt in AsyncRetrying(**self._retrying_options()):
+                async for attempt in self._async_retrying:
                     with attempt:
                         await handler(event)
-                self.handled += 1
             except Exception as exc:  # the handler's failure, after its retries
                 letter = dlq.DeadLetter(msg, HANDLER_FAILED, f"{type(exc).__name__}: {exc}")
                 await asyncio.to_thread(self._dead, letter)
