@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
 from prometheus_client import CollectorRegistry
 
-from ridestream.observability import LATENCY_BUCKETS, MetricFactory
+from ridestream.clock import now_ms, to_ms
+from ridestream.contracts.events import Decision
+from ridestream.observability import LATENCY_BUCKETS, MetricFactory, observe_all
+from ridestream.store.records import StoredPrediction
 
 
 class DecisionMetrics:
@@ -27,7 +33,10 @@ class DecisionMetrics:
         self.dead_letters = metric.counter(
             "ridestream_decision_dead_letters_total", "Messages sent to the DLQ", "reason"
         )
-        self.pending = metric.gauge("ridestream_pending_joins", "Rides waiting for predictions")
+        self.pending = metric.gauge(
+            "ridestream_pending_joins",
+            "Rides of this replica waiting for predictions (held in memory)",
+        )
         self.assigned = metric.gauge(
             "ridestream_decision_assigned_partitions",
             "Partitions this replica consumes (its share of the group)",
@@ -89,3 +98,32 @@ class DecisionMetrics:
             "reason",
             "outcome",
         )
+
+    def observe_batch(
+        self,
+        consumed: dict[str, int],
+        decisions: list[Decision],
+        chosen: dict[str, dict[str, StoredPrediction]],
+    ) -> None:
+        """A committed batch: messages per topic, its decisions, and their latency (from each
+        ride's earliest prediction's source event, its RideStarted)."""
+        for topic, count in consumed.items():
+            self.consumed.labels(topic).inc(count)
+        if not decisions:
+            return
+        completeness = Counter("partial" if d.partial else "full" for d in decisions)
+        for label, count in completeness.items():
+            self.decisions.labels(label).inc(count)
+        for action, count in Counter(a for d in decisions for a in d.actions).items():
+            self.actions.labels(action).inc(count)
+        source_ms = np.fromiter(
+            (min(p.source_event_time_ms for p in chosen[d.ride_id].values()) for d in decisions),
+            dtype=np.int64,
+            count=len(decisions),
+        )
+        # Observed after the commit: the decision was stored at decided_at, published just now.
+        decided_ms = np.fromiter(
+            (to_ms(d.decided_at) for d in decisions), dtype=np.int64, count=len(decisions)
+        )
+        observe_all(self.latency, np.maximum(decided_ms - source_ms, 0) / 1000)
+        observe_all(self.published_latency, np.maximum(now_ms() - source_ms, 0) / 1000)

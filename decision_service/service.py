@@ -30,7 +30,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from decision_service.decoding import BatchDecoder, DecodedBatch
 from decision_service.drift import DriftMonitor
 from decision_service.evaluation import OnlineEvaluator
+from decision_service.joins import PendingJoins
 from decision_service.metrics import DecisionMetrics
 from decision_service.policy import Estimate, decide
 from decision_service.recovery import CLAIM_HEADER, PublicationRecovery
@@ -53,7 +53,7 @@ from ridestream.contracts.schemas import DECISION
 from ridestream.kafka import transactions
 from ridestream.kafka.loop import ExactlyOnceLoop, group_name
 from ridestream.kafka.loop_config import LoopConfig
-from ridestream.observability import observe_all, serve
+from ridestream.observability import serve
 from ridestream.serde.codecs import SingleObjectSerde
 from ridestream.serde.columnar_encode import ColumnarEncoder
 from ridestream.serde.exceptions import SchemaRegistryUnavailableError
@@ -120,6 +120,7 @@ class DecisionService:
         self.evaluator = evaluator or OnlineEvaluator(settings, self.store, self.metrics)
         self.drift = drift or DriftMonitor(settings, self.store, self.metrics)
         self.decoder = BatchDecoder(settings)
+        self.joins = PendingJoins(self.store, int(config.join_window_s * 1000))
         self.recovery = PublicationRecovery(settings, self.store, self.group)
         decision_serde = SingleObjectSerde(DECISION)
         self.decision_encoder = ColumnarEncoder(decision_serde.schema, decision_serde.header)
@@ -227,6 +228,8 @@ class DecisionService:
         token = uuid.uuid4().hex
         with self.store.begin() as conn:
             at = now_ms()
+            self.joins.hold(conn, partitions, at)
+            self.joins.tidy(conn, at)
             self.store.add_predictions(conn, decoded.predictions)
             self.store.add_actuals(conn, decoded.completions)
             seen = {
@@ -235,22 +238,29 @@ class DecisionService:
                 if row["role"] == "champion"
             }
             self.store.open_joins(conn, seen, at)
+            # The rides whose last champion prediction just arrived decide from memory; those
+            # that waited too long, from the store.
+            joined = self.joins.join(decoded.predictions, decoded.partitions)
             expired = self.store.expired(
                 conn, at - int(self.config.join_window_s * 1000), partitions
             )
-            # The rides that got a champion prediction now or waited too long, if still pending.
-            chosen = self.store.champion_predictions(
-                conn, sorted({*seen, *expired}), pending_only=True
-            )
-            expired_set = set(expired)
+            chosen = {
+                ride_id: by_target
+                for ride_id, by_target in joined.items()
+                if len(by_target) == len(TARGETS)
+            }
+            chosen.update(self.store.champion_predictions(conn, expired, pending_only=True))
             # One decision time for the batch: the transaction that stores them all.
             decided_at = instant(at)
             decisions = [
                 self._decide(ride_id, estimates, decided_at)
                 for ride_id, estimates in chosen.items()
-                if len(estimates) == len(TARGETS) or ride_id in expired_set
             ]
-            self.store.record_decisions(conn, decisions)
+            if self.store.record_decisions(conn, decisions) < len(decisions):
+                # Some ride was decided before (elsewhere, or by a batch now redelivered): the
+                # store keeps that decision, and it is the store's that gets published.
+                stored = self.store.decided_at(conn, [d.ride_id for d in decisions])
+                decisions = [d for d in decisions if stored.get(d.ride_id) == at]
             evaluated = {row["ride_id"] for row in decoded.completions} | {
                 row["ride_id"] for row in decoded.predictions
             }
@@ -267,6 +277,8 @@ class DecisionService:
                 if partitions
                 else []
             )
+        self.joins.committed(joined, chosen, at)  # every ride chosen is decided now
+        self.metrics.pending.set(len(self.joins))
         self.metrics.store_seconds.observe(time.perf_counter() - started)
         outcome.decided = len(decisions)
         outcome.partial = sum(d.partial for d in decisions)
@@ -303,7 +315,16 @@ class DecisionService:
             if batch.claimed:
                 self.store.settle(self.config.instance_id, batch.token)
             self.drift.keep(batch.decoded.started)
-            self._observe(batch.decisions, batch.chosen, batch.decoded)
+            decoded = batch.decoded
+            self.metrics.observe_batch(
+                {
+                    self.predictions_topic: len(decoded.predictions),
+                    self.completed_topic: len(decoded.completions),
+                    self.started_topic: len(decoded.started),
+                },
+                batch.decisions,
+                batch.chosen,
+            )
             self._outcomes.append(batch.outcome)
 
     def aborted(self, reason: str) -> None:
@@ -354,34 +375,3 @@ class DecisionService:
             self._decision_floor[partition] = max(
                 self._decision_floor.get(partition, 0), offset + 1
             )
-
-    # -- metrics --------------------------------------------------------------------------------
-    def _observe(
-        self,
-        decisions: list[Decision],
-        chosen: dict[str, dict[str, StoredPrediction]],
-        decoded: DecodedBatch,
-    ) -> None:
-        m = self.metrics
-        m.consumed.labels(self.predictions_topic).inc(len(decoded.predictions))
-        m.consumed.labels(self.completed_topic).inc(len(decoded.completions))
-        m.consumed.labels(self.started_topic).inc(len(decoded.started))
-        if not decisions:
-            return
-        completeness = Counter("partial" if d.partial else "full" for d in decisions)
-        for label, count in completeness.items():
-            m.decisions.labels(label).inc(count)
-        for action, count in Counter(a for d in decisions for a in d.actions).items():
-            m.actions.labels(action).inc(count)
-        # A ride's latency runs from its earliest prediction's source event (its RideStarted).
-        source_ms = np.fromiter(
-            (min(p.source_event_time_ms for p in chosen[d.ride_id].values()) for d in decisions),
-            dtype=np.int64,
-            count=len(decisions),
-        )
-        # Observed after the commit: the decision was stored at decided_at, published just now.
-        decided_ms = np.fromiter(
-            (to_ms(d.decided_at) for d in decisions), dtype=np.int64, count=len(decisions)
-        )
-        observe_all(m.latency, np.maximum(decided_ms - source_ms, 0) / 1000)
-        observe_all(m.published_latency, np.maximum(now_ms() - source_ms, 0) / 1000)

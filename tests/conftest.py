@@ -28,6 +28,8 @@ from ridestream.kafka.local import LocalKafka
 from ridestream.kafka.nodes import free_port_run
 from ridestream.kafka.topics import create_project_topics, delete_topics
 from ridestream.settings import LocalKafkaSettings, Settings, TopicSettings
+from ridestream.store.decisions import DecisionStore
+from ridestream.store.tables import metadata
 
 EXTERNAL_BOOTSTRAP = os.environ.get("RIDESTREAM_KAFKA_BOOTSTRAP")
 SESSION_BROKERS = int(os.environ.get("RIDESTREAM_TEST_BROKERS", "1"))
@@ -204,6 +206,22 @@ def postgres_url() -> Iterator[str]:
 
 # The training flow the Kestra client deploys (a file of training/, read, not imported).
 TRAINING_FLOW = Path(__file__).resolve().parents[1] / "training" / "kestra" / "train-models.yml"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionStore]:
+    """The store on a SQLite file (the default) and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state' / 'decisions.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = DecisionStore(url)
+    try:
+        yield store
+    finally:
+        if request.param == "postgresql":  # one server for the session: leave it empty
+            metadata.drop_all(store.engine)
+        store.close()
 
 
 @pytest.fixture

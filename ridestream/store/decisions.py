@@ -7,15 +7,15 @@ is an insert that ignores what is already there or an update guarded by the row'
 ride_id, so a redelivered message changes nothing. Times are epoch milliseconds: UTC instants for
 event/decision times, the city's wall clock for pickup, dropoff and ETA (as in the events).
 
-The class is assembled from its parts: the writes here, the outbox (``outbox.py``), the reads
-(``reports.py``); the tables are in ``tables.py``.
+The class is assembled from its parts: the writes here, the join's reads (``joins.py``), the
+outbox (``outbox.py``), the reports (``reports.py``); the tables are in ``tables.py``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,9 @@ from sqlalchemy.engine import make_url
 
 from ridestream.clock import to_ms
 from ridestream.contracts.events import TARGETS, Decision, ModelRef
-from ridestream.ml.registry import MODEL_NAMES
+from ridestream.store.joins import JoinReads
 from ridestream.store.outbox import Outbox
-from ridestream.store.records import StoredPrediction, model_ref
+from ridestream.store.records import model_ref
 from ridestream.store.reports import Reports
 from ridestream.store.sql import CompiledStatements
 from ridestream.store.tables import (
@@ -68,7 +68,7 @@ from ridestream.store.tables import (
 logger = logging.getLogger(__name__)
 
 
-class DecisionStore(Outbox, Reports):
+class DecisionStore(JoinReads, Outbox, Reports):
     """The store behind one SQLAlchemy engine; cheap to share within a process."""
 
     def __init__(self, url: str) -> None:
@@ -265,61 +265,6 @@ class DecisionStore(Outbox, Reports):
                 )
             )
         return sum(int(sums[0]) for sums in added.values())
-
-    # -- the join -------------------------------------------------------------------------------
-    def expired(
-        self, conn: Connection, before_ms: int, partitions: Iterable[int], limit: int = 5000
-    ) -> list[str]:
-        """Pending rides of these partitions whose first prediction arrived before ``before_ms``."""
-        return list(
-            conn.scalars(
-                select(rides.c.ride_id)
-                .where(
-                    rides.c.status == PENDING,
-                    rides.c.first_seen_ms <= before_ms,
-                    rides.c.partition.in_(list(partitions)),
-                )
-                .order_by(rides.c.first_seen_ms, rides.c.ride_id)
-                .limit(limit)
-            ).all()
-        )
-
-    def champion_predictions(
-        self, conn: Connection, ride_ids: Sequence[str], *, pending_only: bool = False
-    ) -> dict[str, dict[str, StoredPrediction]]:
-        """Per ride, per target, the champion prediction a decision uses (with ``pending_only``,
-        of the rides still waiting for their decision only).
-
-        Only the target's own model counts (``ride-duration`` for duration: the gateway's
-        ``ride-duration-simple`` predictions are stored for evaluation, never decided on). Were two
-        champion versions to have predicted a target (the alias moved while a batch was
-        redelivered), the earliest prediction wins, so the choice never depends on arrival order.
-        """
-        chosen: dict[str, dict[str, StoredPrediction]] = {}
-        for chunk in chunks(ride_ids):
-            query = select(*prediction_columns()).where(
-                predictions.c.ride_id.in_(chunk),
-                predictions.c.role == "champion",
-                predictions.c.model_name.in_([MODEL_NAMES[t] for t in TARGETS]),
-            )
-            if pending_only:
-                query = query.join(rides, rides.c.ride_id == predictions.c.ride_id).where(
-                    rides.c.status == PENDING
-                )
-            # All rows at once: iterating a result fetches (slowly) row by row.
-            rows = conn.execute(
-                query.order_by(
-                    predictions.c.ride_id,
-                    predictions.c.target,
-                    predictions.c.predicted_at_ms,
-                    predictions.c.model_version,
-                )
-            ).all()
-            for row in rows:
-                by_target = chosen.setdefault(row[0], {})
-                if row[1] not in by_target:
-                    by_target[row[1]] = StoredPrediction._make(row)
-        return chosen
 
     # -- retraining -----------------------------------------------------------------------------
     def last_retrain_ms(self) -> int | None:

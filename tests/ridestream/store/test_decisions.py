@@ -2,82 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ridestream.clock import to_ms, wall_clock
-from ridestream.contracts.events import Decision, ModelRef
+from ridestream.clock import to_ms
 from ridestream.store.decisions import DecisionStore
-from ridestream.store.tables import StoreError, metadata
-
-PICKUP_MS = to_ms(datetime(2023, 2, 1, 8, 0))
-
-
-def partial_decision(ride_id: str, model_name: str, decided_at: datetime) -> Decision:
-    """A decision on the duration alone, as the policy makes one (the store's tests need no
-    policy)."""
-    return Decision(
-        ride_id=ride_id,
-        duration_minutes=10.0,
-        eta=wall_clock(PICKUP_MS) + timedelta(minutes=10),
-        models=[ModelRef(target="duration", model_name=model_name, model_version="1")],
-        partial=True,
-        decided_at=decided_at,
-    )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionStore]:
-    """The store on a SQLite file (the default) and on a real PostgreSQL server."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state' / 'decisions.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = DecisionStore(url)
-    try:
-        yield store
-    finally:
-        if request.param == "postgresql":  # one server for the session: leave it empty
-            metadata.drop_all(store.engine)
-        store.close()
-
-
-def prediction(
-    ride: str,
-    target: str,
-    value: float,
-    version: str = "1",
-    role: str = "champion",
-    predicted_at_ms: int = 1_000,
-) -> dict[str, object]:
-    return {
-        "ride_id": ride,
-        "target": target,
-        "model_name": f"ride-{target}",
-        "model_version": version,
-        "role": role,
-        "value": value,
-        "source_event_time_ms": 500,
-        "pickup_time_ms": PICKUP_MS,
-        "predicted_at_ms": predicted_at_ms,
-        "stored_at_ms": 2_000,
-    }
-
-
-def actual(ride: str, duration: float, cost: float, tip: float) -> dict[str, object]:
-    return {
-        "ride_id": ride,
-        "duration": duration,
-        "cost": cost,
-        "tip": tip,
-        "dropoff_time_ms": PICKUP_MS + int(duration * 60_000),
-        "event_time_ms": 3_000,
-        "stored_at_ms": 3_000,
-    }
+from ridestream.store.tables import StoreError
+from tests.store_rows import actual, partial_decision, prediction
 
 
 def test_redelivered_predictions_and_completions_change_nothing(store: DecisionStore) -> None:
@@ -125,6 +59,13 @@ def test_a_ride_is_decided_once_and_the_earliest_champion_prediction_wins(
         assert store.record_decisions(conn, [later]) == 0
         assert store.champion_predictions(conn, ["a"], pending_only=True) == {}  # decided
         assert list(store.champion_predictions(conn, ["a"])) == ["a"]
+        # What a replica that takes partition 0 over reads, and the checks behind its memory.
+        store.add_predictions(conn, [prediction("b", "cost", 20.0)])
+        store.open_joins(conn, {"b": (0, 500)}, at_ms=10_000)
+        assert list(store.pending_champions(conn, [0])) == ["b"]
+        assert store.pending_champions(conn, [1]) == {}
+        assert store.still_pending(conn, ["a", "b", "unknown"]) == {"b"}
+        assert store.decided_at(conn, ["a", "b", "unknown"]) == {"a": to_ms(first.decided_at)}
     ride = store.ride("a")
     assert ride is not None
     assert ride.status == "decided"
