@@ -78,7 +78,9 @@ class JoinReads:
                     select(rides.c.ride_id, rides.c.decided_at_ms).where(
                         rides.c.ride_id.in_(chunk), rides.c.status == DECIDED
                     )
-                ).tuples().all()
+                )
+                .tuples()
+                .all()
             )
         return found
 
